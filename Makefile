@@ -1,0 +1,45 @@
+# rocobench: `make bench` runs the embedded benchmark, `make test` the test suite.
+# Both start with `make install` (idempotent; quick when nothing changed).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+WORDNET := /usr/share/wordnet/data.noun
+
+# Everything the embedded run needs is local: never wait on an unreachable hub.
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install bench test test-slow lint clean
+
+install: $(STAMP) $(WORDNET)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+# WordNet 3.0 for METEOR, from Debian (NLTK's downloader needs the internet).
+$(WORDNET):
+	$(SUDO) apt-get install -y --no-install-recommends wordnet-base wordnet-sense-index \
+	  || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends \
+	      wordnet-base wordnet-sense-index)
+
+bench: install
+	$(BIN)/rocobench bench
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf results site

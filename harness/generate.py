@@ -1,0 +1,231 @@
+"""Batched, seeded caption generation.
+
+Determinism: each sample draws its tokens from its own random stream, seeded from
+(run seed, sample id). Sampling is done here (Gumbel-max over the warped logits, one stream per
+row) and handed to `generate` as a one-hot choice, so an output does not depend on batch size,
+order or subset — which transformers' own sampling, one global stream for the batch, cannot give.
+
+The model's shipped generation config is replaced for the call: instruct checkpoints carry
+defaults (top_k, repetition penalty, …) that would otherwise leak into a task that did not ask.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+
+from harness.families import Family
+from harness.specs import GenerationKwargs, ImagePreprocessing
+
+GUMBEL_EPS = 1e-20
+
+
+def sample_seed(run_seed: int, sample_id: str) -> int:
+    """A 63-bit seed from (run seed, sample id): stable across machines and Python runs."""
+    digest = hashlib.sha256(f"{run_seed}\x1f{sample_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+class SeededSampler:
+    """Logits processor: temperature, top-k, top-p, then a per-row Gumbel-max draw.
+
+    Returns logits that are 0 at the drawn token and -inf elsewhere, so greedy decoding inside
+    `generate` takes exactly the token drawn from that row's own stream.
+    """
+
+    def __init__(self, seeds: Sequence[int], gen: GenerationKwargs, device: torch.device) -> None:
+        self.gen = gen
+        self.generators = []
+        for seed in seeds:
+            g = torch.Generator(device=device)
+            g.manual_seed(seed)
+            self.generators.append(g)
+
+    def warp(self, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores.float() / self.gen.temperature
+        if self.gen.top_k > 0:
+            k = min(self.gen.top_k, scores.shape[-1])
+            kth = torch.topk(scores, k, dim=-1).values[..., -1:]
+            scores = scores.masked_fill(scores < kth, float("-inf"))
+        if self.gen.top_p < 1.0:
+            sorted_scores, order = torch.sort(scores, descending=True, dim=-1)
+            cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
+            drop = cumulative - sorted_scores.softmax(dim=-1) >= self.gen.top_p  # keep >= 1 token
+            scores = scores.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+        return scores
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        warped = self.warp(scores)
+        uniform = torch.stack(
+            [
+                torch.rand(warped.shape[-1], generator=g, device=warped.device)
+                for g in self.generators
+            ]
+        )
+        exponential = -torch.log(uniform.clamp_min(GUMBEL_EPS))  # > 0
+        gumbel = -torch.log(exponential.clamp_min(GUMBEL_EPS))
+        choice = (warped + gumbel).argmax(dim=-1, keepdim=True)
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(-1, choice, 0.0)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    id: str
+    text: str
+    new_tokens: int
+    sample_seed: int
+
+
+def preprocess_image(image: Image.Image, spec: ImagePreprocessing) -> Image.Image:
+    resample = {
+        "bicubic": Image.Resampling.BICUBIC,
+        "bilinear": Image.Resampling.BILINEAR,
+        "lanczos": Image.Resampling.LANCZOS,
+    }[spec.resample]
+    image = image.convert(spec.mode)
+    if image.size != tuple(spec.size):
+        image = image.resize(tuple(spec.size), resample=resample)
+    return image
+
+
+def build_prompt(processor: Any, prompt: str) -> tuple[str, bool]:
+    """Apply the model's chat template to the task's one prompt.
+
+    Returns the text and whether the tokenizer should add its special tokens: only when the
+    template did not already write the BOS (Llama-3-style templates do; Llama-2's do not).
+    """
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    bos = getattr(processor.tokenizer, "bos_token", None)
+    return text, bool(bos) and not text.startswith(bos)
+
+
+def _eos_ids(model: Any, processor: Any) -> list[int]:
+    eos = model.generation_config.eos_token_id
+    if eos is None:
+        eos = processor.tokenizer.eos_token_id
+    return list(eos) if isinstance(eos, list | tuple) else [int(eos)]
+
+
+def pinned_generation_config(model: Any, processor: Any, gen: GenerationKwargs) -> Any:
+    """A fresh GenerationConfig: every parameter from the task, only the token ids from the model."""
+    from transformers import GenerationConfig
+
+    eos = _eos_ids(model, processor)
+    return GenerationConfig(
+        do_sample=False,  # sampling happens in SeededSampler; generate takes its one-hot choice
+        num_beams=1,
+        max_new_tokens=gen.max_new_tokens,
+        min_new_tokens=gen.min_new_tokens,
+        repetition_penalty=gen.repetition_penalty,
+        no_repeat_ngram_size=gen.no_repeat_ngram_size,
+        temperature=1.0,
+        top_k=None,  # unset: no top-k filtering (sampling itself happens in SeededSampler)
+        top_p=1.0,
+        eos_token_id=eos,
+        pad_token_id=eos[0],  # pad = eos, as the study does
+        bos_token_id=model.generation_config.bos_token_id,
+    )
+
+
+def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@torch.inference_mode()
+def generate_batch(
+    model: Any,
+    processor: Any,
+    family: Family,
+    ids: Sequence[str],
+    images: Sequence[Image.Image],
+    prompt: str,
+    gen: GenerationKwargs,
+    run_seed: int,
+    image_size: tuple[int, int],
+) -> list[Prediction]:
+    text, add_special = build_prompt(processor, prompt)
+    processor.tokenizer.padding_side = "left"  # decoder-only generation pads on the left
+    inputs = processor(
+        text=[text] * len(images),
+        images=[[im] for im in images],
+        return_tensors="pt",
+        padding=True,
+        add_special_tokens=add_special,
+        **family.processor_kwargs(image_size),
+    ).to(model.device)
+    for key, value in inputs.items():  # pixel inputs follow the model's dtype
+        if torch.is_floating_point(value):
+            inputs[key] = value.to(model.dtype)
+    config = pinned_generation_config(model, processor, gen)
+    seeds = [sample_seed(run_seed, i) for i in ids]
+    processors = [SeededSampler(seeds, gen, model.device)] if gen.do_sample else []
+
+    shipped = model.generation_config
+    from transformers import GenerationConfig
+
+    # Nothing from the checkpoint's generation_config.json may fill our unset fields.
+    model.generation_config = GenerationConfig(
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+        bos_token_id=config.bos_token_id,
+    )
+    try:
+        out = model.generate(**inputs, generation_config=config, logits_processor=processors)
+    finally:
+        model.generation_config = shipped
+    new = out[:, inputs["input_ids"].shape[1] :]
+    eos = set(config.eos_token_id)
+    preds = []
+    for row, sample_id, seed in zip(new.tolist(), ids, seeds, strict=True):
+        n = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
+        body = [t for t in row[:n] if t not in eos]
+        preds.append(
+            Prediction(
+                id=sample_id,
+                text=processor.tokenizer.decode(body, skip_special_tokens=True),
+                new_tokens=n,
+                sample_seed=seed,
+            )
+        )
+    return preds
+
+
+def generate_all(
+    model: Any,
+    processor: Any,
+    family: Family,
+    samples: Sequence[tuple[str, Callable[[], Image.Image]]],
+    prompt: str,
+    gen: GenerationKwargs,
+    run_seed: int,
+    batch_size: int,
+    image_spec: ImagePreprocessing,
+    on_batch: Callable[[list[Prediction]], None] | None = None,
+) -> list[Prediction]:
+    """Generate one caption per (id, image loader), `batch_size` at a time."""
+    out: list[Prediction] = []
+    for batch in batches(samples, batch_size):
+        images = [preprocess_image(load(), image_spec) for _, load in batch]
+        preds = generate_batch(
+            model,
+            processor,
+            family,
+            [i for i, _ in batch],
+            images,
+            prompt,
+            gen,
+            run_seed,
+            image_spec.size,
+        )
+        out.extend(preds)
+        if on_batch is not None:
+            on_batch(preds)
+    return out

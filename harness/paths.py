@@ -1,0 +1,16 @@
+"""Where things live: the repository (tasks, variants, bundled data) and the cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TASKS_DIR = REPO_ROOT / "tasks"
+VARIANTS_DIR = REPO_ROOT / "variants"
+
+
+def cache_dir() -> Path:
+    """Built models and other reusable artefacts: $ROCOBENCH_CACHE or ~/.cache/rocobench."""
+    env = os.environ.get("ROCOBENCH_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "rocobench"

@@ -1,0 +1,166 @@
+"""RunRecord: the one versioned result of (task, variant, seed), and atomic file writes.
+
+The leaderboard is rendered from these records only. Everything needed to trust or redo a number
+travels with it: what was evaluated (dataset revision, hash of the ids), with what (model id and
+revision, manifest hash), where (hardware, package versions, git SHA) and how long it took.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+RECORD_FILE = "record.json"
+SAMPLES_FILE = "samples.jsonl"
+PREDICTIONS_FILE = "predictions.jsonl"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MetricValue(_Model):
+    value: float
+    higher_is_better: bool = True
+    details: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+
+class DatasetRef(_Model):
+    path: str  # Hub id, or the folder for a local dataset
+    name: str | None = None
+    revision: str | None  # Hub commit; for a local folder, "sha256:" + hash of its data files
+    split: str
+    n_samples: int
+    ids_sha256: str  # hash of the evaluated ids in order: two records compare only if equal
+
+
+class ModelRef(_Model):
+    base: str  # Hub id, folder, or "twin:<family>"
+    revision: str | None
+    family: str
+    dtype: str
+    manifest_sha256: str
+    n_parameters: int
+    size_bytes: int  # bytes of the weights as loaded
+
+
+class Hardware(_Model):
+    device: str  # "cpu" or "cuda"
+    cpu: str
+    cpu_count: int
+    ram_gib: float
+    gpus: list[str] = Field(default_factory=list)
+
+
+class Provenance(_Model):
+    rocobench_version: str
+    git_sha: str | None
+    git_dirty: bool | None
+    python: str
+    platform: str
+    packages: dict[str, str]
+    hardware: Hardware
+    created_at: str  # ISO 8601, UTC
+
+
+class Measurements(_Model):
+    """Figures of one run, each with its unit in its name."""
+
+    load_s: float
+    generate_s: float
+    score_s: float
+    n_images: int
+    new_tokens_total: int
+    new_tokens_per_image: float
+    images_per_s: float
+    tokens_per_s: float
+    peak_rss_mib: float
+    peak_gpu_allocated_mib: float | None = None
+
+
+class RunRecord(_Model):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    task: str
+    task_version: str
+    task_sha256: str
+    variant: str
+    variant_description: str = ""
+    techniques: list[str] = Field(default_factory=list)
+    seed: int
+    batch_size: int
+    generation: dict[str, Any]
+    prompt: str
+    metrics: dict[str, MetricValue]
+    measurements: Measurements
+    dataset: DatasetRef
+    model: ModelRef
+    provenance: Provenance
+    samples_file: str = SAMPLES_FILE
+
+    @property
+    def run_key(self) -> tuple[str, str, int]:
+        return (self.task, self.variant, self.seed)
+
+
+# --------------------------------------------------------------------------- files and layout
+
+
+def run_dir(results: Path, task: str, variant: str, seed: int) -> Path:
+    return results / task / variant / f"seed-{seed}"
+
+
+@contextmanager
+def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Write to a temp file beside `path`, fsync, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    with atomic_writer(path) as fh:
+        json.dump(data, fh, indent=2, sort_keys=False, ensure_ascii=False)
+        fh.write("\n")
+
+
+def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    with atomic_writer(path) as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def write_record(directory: Path, record: RunRecord) -> Path:
+    path = directory / RECORD_FILE
+    write_json(path, record.model_dump(mode="json"))
+    return path
+
+
+def read_record(path: Path) -> RunRecord:
+    return RunRecord.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def find_records(results: Path) -> list[tuple[Path, RunRecord]]:
+    """Every record under `results`, sorted by (task, variant, seed)."""
+    found = [(p, read_record(p)) for p in results.rglob(RECORD_FILE)]
+    return sorted(found, key=lambda pr: pr[1].run_key)
