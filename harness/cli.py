@@ -38,13 +38,13 @@ def _spec_path(name: str, folder: Path, what: str) -> Path:
     raise CliError(f"unknown {what} {name!r}{hint} (see `rocobench ls`)")
 
 
-def _load_task(name: str):  # noqa: ANN202 - TaskSpec, imported lazily for a fast --help
+def _load_task(name: str):
     from harness.specs import load_task
 
     return load_task(_spec_path(name, TASKS_DIR, "task"))
 
 
-def _load_variant(name: str):  # noqa: ANN202
+def _load_variant(name: str):
     from harness.specs import load_variant
 
     return load_variant(_spec_path(name, VARIANTS_DIR, "variant"))
@@ -273,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rocobench: interrupted; finished records are kept", file=sys.stderr)
         return 130
-    except Exception as err:  # noqa: BLE001 - known failure kinds get one clean line
+    except Exception as err:
         from harness.build import BuildError
         from harness.data import DatasetError
 
@@ -287,4 +287,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["main", "REPO_ROOT"]
+__all__ = ["REPO_ROOT", "main"]

@@ -114,7 +114,7 @@ def _eos_ids(model: Any, processor: Any) -> list[int]:
 
 
 def pinned_generation_config(model: Any, processor: Any, gen: GenerationKwargs) -> Any:
-    """A fresh GenerationConfig: every parameter from the task, only the token ids from the model."""
+    """A fresh GenerationConfig: all parameters from the task, only token ids from the model."""
     from transformers import GenerationConfig
 
     eos = _eos_ids(model, processor)

@@ -49,7 +49,10 @@ def hardware(device: str) -> Hardware:
         gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return Hardware(
-        device=device, cpu=_cpu_name(), cpu_count=os.cpu_count() or 1, ram_gib=round(ram, 1),
+        device=device,
+        cpu=_cpu_name(),
+        cpu_count=os.cpu_count() or 1,
+        ram_gib=round(ram, 1),
         gpus=gpus,
     )
 

@@ -92,9 +92,8 @@ def run_seed(
     load_s: float,
     progress: bool = True,
 ) -> RunRecord:
-    from tqdm.auto import tqdm
-
     import torch
+    from tqdm.auto import tqdm
 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -232,8 +231,10 @@ def run_variant(
     todo: list[tuple[int, Path]] = []
     for seed in seeds:
         out = run_dir(results, task.task, variant.id, seed)
-        problem = "--force was given" if force else reuse_problem(
-            out / RECORD_FILE, task, variant, evalset
+        problem = (
+            "--force was given"
+            if force
+            else reuse_problem(out / RECORD_FILE, task, variant, evalset)
         )
         if problem is None:
             log(f"reuse   {task.task} × {variant.id} seed {seed}: finished record is current")

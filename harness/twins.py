@@ -20,7 +20,9 @@ from typing import Any
 from harness.families import FAMILIES, Family
 from harness.paths import REPO_ROOT, cache_dir
 
-TOKENIZER_CORPUS = REPO_ROOT / "tasks/data/rocov2_sample/source/rocov2_test_sample/test_captions_first177.csv"
+TOKENIZER_CORPUS = (
+    REPO_ROOT / "tasks/data/rocov2_sample/source/rocov2_test_sample/test_captions_first177.csv"
+)
 TOKENIZER_VOCAB = 1024  # before special tokens; the embedding is padded to a multiple of 64
 
 
@@ -46,7 +48,9 @@ def _train_tokenizer(family: Family) -> Any:
         # Llama-style tokenizers prepend BOS themselves (the harness avoids doubling it).
         bos_id = tok.token_to_id(family.bos)
         tok.post_processor = processors.TemplateProcessing(
-            single=f"{family.bos} $A", pair=f"{family.bos} $A $B", special_tokens=[(family.bos, bos_id)]
+            single=f"{family.bos} $A",
+            pair=f"{family.bos} $A $B",
+            special_tokens=[(family.bos, bos_id)],
         )
     return tok
 

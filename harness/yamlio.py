@@ -63,13 +63,15 @@ def load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     except OSError as err:
         raise SpecError([f"{path}: cannot read: {err.strerror or err}"]) from None
     if len(raw) > MAX_SPEC_BYTES:
-        raise SpecError([f"{path}: file is {len(raw)} bytes; specs are limited to {MAX_SPEC_BYTES}"])
+        raise SpecError(
+            [f"{path}: file is {len(raw)} bytes; specs are limited to {MAX_SPEC_BYTES}"]
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise SpecError([f"{path}: not UTF-8 text ({err.reason} at byte {err.start})"]) from None
     try:
-        data = yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 - SafeLoader is the safe one
+        data = yaml.load(text, Loader=yaml.SafeLoader)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
@@ -84,7 +86,9 @@ def load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
 def validate(model: type[M], data: Any, node: yaml.Node | None, path: Path) -> M:
     """Validate parsed YAML against a pydantic model; errors become `file:line: field: msg`."""
     if not isinstance(data, dict):
-        raise SpecError([f"{path}:1: <document>: expected a mapping of keys, got {type(data).__name__}"])
+        raise SpecError(
+            [f"{path}:1: <document>: expected a mapping of keys, got {type(data).__name__}"]
+        )
     try:
         return model.model_validate(data, context={"path": path})
     except pydantic.ValidationError as err:
