@@ -95,10 +95,12 @@ def load_variant(spec: VariantSpec, device: str = "auto") -> LoadedVariant:
             location, revision=revision, dtype=dtype, device_map=device
         )
     except OSError as err:
+        reason = " ".join(str(err).split())  # one line: transformers' messages span several
+        reason = reason if len(reason) <= 240 else reason[:237] + "..."
         raise BuildError(
             f"cannot load {base_name}"
             + (f" at revision {revision}" if revision else "")
-            + f": {err}. Hub models need internet access or a filled Hugging Face cache."
+            + f" (Hub models need internet access or a filled Hugging Face cache): {reason}"
         ) from err
     model.eval()
     return LoadedVariant(

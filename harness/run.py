@@ -68,6 +68,17 @@ def reuse_problem(path: Path, task: TaskSpec, variant: VariantSpec, evalset: Eva
     return None
 
 
+def quiet_libraries() -> None:
+    """Our own progress bar and log lines are the output; silence the libraries' per-step bars."""
+    import datasets
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+
+
 def _peak_rss_mib() -> float:
     # ru_maxrss is KiB on Linux: the process peak so far, which covers this run's phases
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -225,6 +236,7 @@ def run_variant(
     log: Log = _stderr,
 ) -> list[Outcome]:
     """Run every seed of (task, variant); the model is loaded once, and only if needed."""
+    quiet_libraries()
     evalset = load_split(task, limit=limit)
     seeds = list(task.seeds if seeds is None else seeds)
     outcomes: list[Outcome] = []
