@@ -14,6 +14,7 @@ from typing import Any
 
 from PIL import Image
 
+from harness.paths import REPO_ROOT
 from harness.specs import TaskSpec
 
 DATA_SUFFIXES = (".parquet", ".arrow", ".jsonl", ".json", ".csv")
@@ -73,8 +74,11 @@ def load_split(task: TaskSpec, split: str | None = None, limit: int | None = Non
         if not local.is_dir():
             raise DatasetError(f"{task.source}: dataset_path: folder {local} does not exist")
         path, revision = str(local), local_revision(local)
+        # Recorded relative to the repository when inside it: records travel between machines.
+        shown = local.relative_to(REPO_ROOT).as_posix() if local.is_relative_to(REPO_ROOT) else path
     else:
         path, revision = task.dataset_path, task.dataset_kwargs.revision
+        shown = path
     try:
         rows = datasets.load_dataset(
             path,
@@ -102,7 +106,7 @@ def load_split(task: TaskSpec, split: str | None = None, limit: int | None = Non
     clean = task.preprocessing.target.apply
     references = [clean(str(t)) for t in text_only[task.doc_to_target]]
     return EvalSet(
-        path=path,
+        path=shown,
         name=task.dataset_name,
         revision=revision,
         split=split,
