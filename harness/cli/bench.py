@@ -1,0 +1,53 @@
+"""`rocobench bench`: the embedded default benchmark, offline on the CPU, then the page."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from harness.cli.common import EMBEDDED_TASK, add_run_options, all_variants, load_task_arg
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="the embedded default benchmark (offline, CPU): bundled sample × tiny twins",
+        description=f"Run task {EMBEDDED_TASK} on every embedded variant and all its seeds, "
+        "then render the leaderboard.",
+    )
+    add_run_options(p)
+    p.add_argument("--site", type=Path, default=Path("site"), help="site folder (default: site/)")
+    p.set_defaults(func=bench)
+
+
+def bench(args: argparse.Namespace) -> int:
+    from harness.run import run_variant
+    from leaderboard.render import render_site
+
+    start = time.perf_counter()
+    task = load_task_arg(EMBEDDED_TASK)
+    variants = [v for v in all_variants() if v.is_embedded]
+    print(
+        f"embedded benchmark: {task.task} × {len(variants)} variants "
+        f"({', '.join(v.id for v in variants)}) × seeds {list(task.seeds)}",
+        file=sys.stderr,
+    )
+    reused = computed = 0
+    for variant in variants:
+        for outcome in run_variant(
+            task,
+            variant,
+            args.results,
+            device=args.device,
+            force=args.force,
+            progress=not args.no_progress,
+        ):
+            reused += outcome.reused
+            computed += not outcome.reused
+    page = render_site(args.results, args.site)
+    print(f"{computed} runs computed, {reused} reused; results in {args.results}/")
+    print(f"leaderboard: {page.resolve()}")
+    print(f"took {time.perf_counter() - start:.1f} s")
+    return 0

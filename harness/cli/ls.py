@@ -1,0 +1,43 @@
+"""`rocobench ls`: the tasks and variants this checkout knows."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness.cli.common import EXIT_SPEC
+from harness.paths import TASKS_DIR, VARIANTS_DIR
+from harness.yamlio import SpecError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ls", help="list tasks and variants")
+    p.set_defaults(func=ls)
+
+
+def ls(args: argparse.Namespace) -> int:
+    from harness.specs import load_task, load_variant
+
+    problems: list[str] = []
+    print("tasks:")
+    for path in sorted(TASKS_DIR.glob("*.yaml")):
+        try:
+            t = load_task(path)
+        except SpecError as err:
+            problems += err.problems
+            continue
+        where = f"{t.dataset_path} (bundled)" if t.is_local else t.dataset_path
+        print(f"  {t.task:<18} {where} [{t.test_split}], seeds {list(t.seeds)}")
+    print("variants:")
+    for path in sorted(VARIANTS_DIR.glob("*.yaml")):
+        try:
+            v = load_variant(path)
+        except SpecError as err:
+            problems += err.problems
+            continue
+        base = f"twin:{v.base.twin} (embedded)" if v.is_embedded else f"{v.base.model}"
+        chain = " + ".join(t.kind for t in v.techniques) or "base"
+        print(f"  {v.id:<22} {base}  [{chain}]")
+    for p in problems:
+        print(p, file=sys.stderr)
+    return EXIT_SPEC if problems else 0

@@ -1,0 +1,40 @@
+"""`rocobench validate`: check variant manifests (or task files) without running anything."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.cli.common import EXIT_SPEC
+from harness.paths import TASKS_DIR
+from harness.yamlio import SpecError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "validate",
+        help="check variant manifests or task files",
+        description="Validate specs offline: one line per problem (file:line: field: message), "
+        "exit 2 when any is invalid, 0 when all are valid. Files in tasks/ are read as tasks.",
+    )
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--task", action="store_true", help="treat every file as a task spec")
+    p.set_defaults(func=validate)
+
+
+def validate(args: argparse.Namespace) -> int:
+    from harness.specs import load_task, load_variant
+
+    problems: list[str] = []
+    for path in args.files:
+        is_task = args.task or path.resolve().parent == TASKS_DIR.resolve()
+        try:
+            (load_task if is_task else load_variant)(path)
+        except SpecError as err:
+            problems += err.problems
+    for p in problems:
+        print(p, file=sys.stderr)
+    if not problems:
+        print(f"{len(args.files)} file(s) valid")
+    return EXIT_SPEC if problems else 0
