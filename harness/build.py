@@ -1,22 +1,50 @@
-"""Turn a variant manifest into a loaded model and processor.
+"""Turn a variant manifest into a model: build its technique chain once, cache it, load it.
 
 The base comes from the Hub (pinned revision), a local folder, or the embedded twin folder; all
-three load through the same `from_pretrained` calls. Technique chains (QLoRA, distillation,
-pruning) plug in here through `harness.techniques`.
+load through the same `from_pretrained` calls. A chain (quantize, qlora, distill, prune, source)
+runs once per cache key — a hash of the manifest, the base, the training data, the teacher and
+the library versions — into `<cache>/builds/<id>-<key>/`, whose `build.json` (written last)
+says how to load the result: full-precision weights, an adapter over them, load-time
+quantization, a pruned layout.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+import hashlib
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.families import Family, family_for_model_type
+from harness.paths import TASKS_DIR, cache_dir
 from harness.specs import VariantSpec, spec_hash
+from harness.techniques.context import ModelState, load_model
+
+BUILD_FILE = "build.json"
+BUILD_FORMAT = 1
+Log = Callable[[str], None]
 
 
 class BuildError(RuntimeError):
     """The variant cannot be built or loaded; the message says why and what to do."""
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class BuiltVariant:
+    spec: VariantSpec
+    state: ModelState
+    key: str | None  # None: nothing to build (a base model)
+    folder: Path | None
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -28,6 +56,7 @@ class LoadedVariant:
     base: str  # Hub id, folder, or "twin:<family>"
     revision: str | None
     dtype: str
+    built: BuiltVariant | None = None
 
     @property
     def manifest_sha256(self) -> str:
@@ -35,7 +64,12 @@ class LoadedVariant:
 
     @property
     def n_parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
+        """Logical parameters: a 4-bit tensor packs two weights per byte."""
+        total = 0
+        for p in self.model.parameters():
+            quant_state = getattr(p, "quant_state", None)
+            total += quant_state.shape.numel() if quant_state is not None else p.numel()
+        return total
 
     @property
     def size_bytes(self) -> int:
@@ -78,37 +112,207 @@ def base_location(spec: VariantSpec) -> tuple[str, str | None, str]:
     return base.model, base.revision, base.model
 
 
-def load_variant(spec: VariantSpec, device: str = "auto") -> LoadedVariant:
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+# ----------------------------------------------------------------------------------- cache key
 
-    if spec.techniques:
-        kinds = ", ".join(t.kind for t in spec.techniques)
-        raise BuildError(f"{spec.source}: techniques: no builder is available for {kinds}")
+
+def _data_fingerprint(task_id: str) -> dict[str, str]:
+    from harness.data import local_revision
+    from harness.specs import load_task
+
+    task = load_task(TASKS_DIR / f"{task_id}.yaml")
+    local = task.local_dataset_dir
+    revision = local_revision(local) if local is not None else str(task.dataset_kwargs.revision)
+    return {"task": task_id, "task_sha256": spec_hash(task), "data": revision}
+
+
+def build_key(spec: VariantSpec) -> str:
+    """What the built artefact depends on; any change makes a new build."""
+    import torch
+    import transformers
+
+    from harness.twins import twin_dir
+
+    parts: dict[str, Any] = {"format": BUILD_FORMAT, "manifest": spec_hash(spec)}
+    if spec.base.twin is not None:
+        parts["base"] = twin_dir(spec.base.twin).name  # the twin recipe's hash
+    else:
+        parts["base"] = [spec.base.model, spec.base.revision]
+    data, teachers = [], []
+    for t in spec.techniques:
+        train = getattr(t, "train", None) or getattr(t, "recovery", None)
+        task_id = getattr(train, "task", None)
+        if task_id:
+            data.append(_data_fingerprint(task_id))
+        teacher = getattr(t, "teacher", None)
+        if teacher is not None and teacher.variant is not None:
+            from harness.cli.common import load_variant_arg
+
+            teachers.append(build_key(load_variant_arg(teacher.variant)))
+    parts["data"], parts["teachers"] = data, teachers
+    versions = {"torch": torch.__version__, "transformers": transformers.__version__}
+    for name in ("peft", "bitsandbytes"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            versions[name] = "absent"
+    parts["versions"] = versions
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def build_folder(spec: VariantSpec, key: str) -> Path:
+    return cache_dir() / "builds" / f"{spec.id}-{key[:16]}"
+
+
+# -------------------------------------------------------------------------------------- build
+
+
+def _state_to_json(state: ModelState, folder: Path) -> dict[str, Any]:
+    """Paths inside the build folder are stored relative to it, so the cache can move."""
+    data = state.to_json()
+    for key in ("location", "adapter"):
+        value = data.get(key)
+        if value and Path(value).is_absolute() and Path(value).is_relative_to(folder):
+            data[key] = "./" + Path(value).relative_to(folder).as_posix()
+    return data
+
+
+def _state_from_json(data: dict[str, Any], folder: Path) -> ModelState:
+    data = dict(data)
+    for key in ("location", "adapter"):
+        value = data.get(key)
+        if value and value.startswith("./"):
+            data[key] = str(folder / value[2:])
+    return ModelState.from_json(data)
+
+
+def ensure_built(
+    spec: VariantSpec,
+    *,
+    device: str = "auto",
+    rebuild: bool = False,
+    progress: bool = True,
+    log: Log = _stderr,
+) -> BuiltVariant:
+    """The variant's final state, building the technique chain first if its key is new."""
+    location, revision, _ = base_location(spec)
+    base_state = ModelState(location=location, revision=revision)
+    if not spec.techniques:
+        return BuiltVariant(spec=spec, state=base_state, key=None, folder=None)
+    key = build_key(spec)
+    folder = build_folder(spec, key)
+    record = folder / BUILD_FILE
+    if record.exists() and not rebuild:
+        data = json.loads(record.read_text())
+        log(f"cached  {spec.id}: build {key[:16]} ({', '.join(data['chain'])})")
+        return BuiltVariant(
+            spec=spec,
+            state=_state_from_json(data["state"], folder),
+            key=key,
+            folder=folder,
+            notes=data.get("notes", {}),
+        )
+    return _build(spec, base_state, key, folder, device=device, progress=progress, log=log)
+
+
+def _build(
+    spec: VariantSpec,
+    base_state: ModelState,
+    key: str,
+    folder: Path,
+    *,
+    device: str,
+    progress: bool,
+    log: Log,
+) -> BuiltVariant:
+    from transformers import AutoConfig, AutoProcessor
+
+    from harness.techniques import TECHNIQUES
+    from harness.techniques.context import BuildContext
+
     device = resolve_device(device)
-    location, revision, base_name = base_location(spec)
+    chain = [t.kind for t in spec.techniques]
+    if folder.exists():
+        shutil.rmtree(folder)  # a rebuild, or a build that died half-way: start clean
+    folder.mkdir(parents=True)
+    config = AutoConfig.from_pretrained(base_state.location, revision=base_state.revision)
+    ctx = BuildContext(
+        state=base_state,
+        family=family_for_model_type(config.model_type),
+        processor=AutoProcessor.from_pretrained(base_state.location, revision=base_state.revision),
+        workdir=folder,
+        device=device,
+        dtype=_dtype(spec.base.dtype, device),
+        progress=progress,
+        manifest_dir=spec.source.parent if spec.source else None,
+        log=log,
+    )
+    log(f"build   {spec.id}: {' → '.join(chain)} (key {key[:16]})")
+    try:
+        for step, technique in enumerate(spec.techniques, 1):
+            log(f"step    {step}/{len(chain)}: {technique.kind}")
+            apply = TECHNIQUES.get(technique.kind).apply
+            if apply is None:
+                raise BuildError(f"technique {technique.kind!r} has no builder")
+            apply(ctx, technique)
+    except (ValueError, RuntimeError, OSError) as err:
+        shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(err, BuildError):
+            raise
+        raise BuildError(f"{spec.source}: building {spec.id} failed: {err}") from err
+    from harness.records import write_json
+
+    write_json(
+        folder / BUILD_FILE,
+        {
+            "format": BUILD_FORMAT,
+            "variant": spec.id,
+            "key": key,
+            "chain": chain,
+            "manifest": spec.model_dump(mode="json"),
+            "state": _state_to_json(ctx.state, folder),
+            "notes": ctx.notes,
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        },
+    )  # written last: its presence marks a finished build
+    log(f"built   {spec.id} in {folder}")
+    return BuiltVariant(spec=spec, state=ctx.state, key=key, folder=folder, notes=ctx.notes)
+
+
+# --------------------------------------------------------------------------------------- load
+
+
+def load_variant(
+    spec: VariantSpec, device: str = "auto", *, progress: bool = True, log: Log = _stderr
+) -> LoadedVariant:
+    """Build if needed, then load model and processor for inference."""
+    from transformers import AutoConfig, AutoProcessor
+
+    device = resolve_device(device)
+    _, _, base_name = base_location(spec)
     dtype = _dtype(spec.base.dtype, device)
     try:
-        config = AutoConfig.from_pretrained(location, revision=revision)
+        built = ensure_built(spec, device=device, progress=progress, log=log)
+        state = built.state
+        config = AutoConfig.from_pretrained(state.location, revision=state.revision)
         family = family_for_model_type(config.model_type)
-        processor = AutoProcessor.from_pretrained(location, revision=revision)
-        model = AutoModelForImageTextToText.from_pretrained(
-            location, revision=revision, dtype=dtype, device_map=device
-        )
+        processor = AutoProcessor.from_pretrained(state.location, revision=state.revision)
+        model = load_model(state, dtype=dtype, device=device)
     except OSError as err:
         reason = " ".join(str(err).split())  # one line: transformers' messages span several
         reason = reason if len(reason) <= 240 else reason[:237] + "..."
+        revision = spec.base.revision
         raise BuildError(
             f"cannot load {base_name}"
             + (f" at revision {revision}" if revision else "")
             + f" (Hub models need internet access or a filled Hugging Face cache): {reason}"
         ) from err
-    model.eval()
     return LoadedVariant(
         spec=spec,
         model=model,
         processor=processor,
         family=family,
         base=base_name,
-        revision=revision,
+        revision=spec.base.revision,
         dtype=str(dtype).removeprefix("torch."),
+        built=built,
     )

@@ -35,6 +35,9 @@ class Family:
     tiny_processor: Callable[[Any, str], Any]  # (tokenizer, chat template) -> processor
     processor_kwargs: Callable[[ImageSize], dict[str, Any]] = field(default=lambda size: {})
     extra_eos: tuple[str, ...] = ()  # further end tokens the real generation config lists
+    # Module renames of transformers 4.52+ (checkpoint key regex -> replacement), used to migrate
+    # adapters saved before them, which would otherwise load as a silent no-op.
+    legacy_renames: tuple[tuple[str, str], ...] = ()
 
 
 FAMILIES: Registry[Family] = Registry("model family")
@@ -150,6 +153,10 @@ FAMILIES.add(
         tiny_config=_qwen_config,
         tiny_processor=_qwen_processor,
         processor_kwargs=_qwen_kwargs,
+        legacy_renames=(
+            (r"^model\.(?!language_model\.|visual\.)", "model.language_model."),
+            (r"^visual\.", "model.visual."),
+        ),
     ),
 )
 
@@ -242,6 +249,12 @@ FAMILIES.add(
         chat_template=_MLLAMA_TEMPLATE,
         tiny_config=_mllama_config,
         tiny_processor=_mllama_processor,
+        legacy_renames=(
+            (r"^language_model\.lm_head\.", "lm_head."),
+            (r"^language_model\.model\.", "model.language_model."),
+            (r"^vision_model\.", "model.vision_model."),
+            (r"^multi_modal_projector\.", "model.multi_modal_projector."),
+        ),
     ),
 )
 
@@ -324,5 +337,11 @@ FAMILIES.add(
         chat_template=_LLAVA_TEMPLATE,
         tiny_config=_llava_config,
         tiny_processor=_llava_processor,
+        legacy_renames=(
+            (r"^language_model\.lm_head\.", "lm_head."),
+            (r"^language_model\.model\.", "model.language_model."),
+            (r"^vision_tower\.", "model.vision_tower."),
+            (r"^multi_modal_projector\.", "model.multi_modal_projector."),
+        ),
     ),
 )

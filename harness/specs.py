@@ -16,10 +16,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializeAsAny,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails
 
 from harness.yamlio import load_spec
 
@@ -51,13 +54,22 @@ class ImagePreprocessing(Frozen):
 
 
 class TextCleaning(Frozen):
-    """Applied to references (and predictions) before scoring, in this order."""
+    """Applied to references (and predictions) before scoring, in this order: the ImageCLEF
+    normalisation when asked, then whitespace (collapse, else strip), then lowercasing."""
 
     strip: bool = True
     collapse_whitespace: bool = True
     lowercase: bool = False
+    # ImageCLEFmedical Caption's normalisation (harness.metrics.imageclef_normalise):
+    # lowercase, every digit run -> "number", ASCII punctuation removed. Set it on both
+    # `target` and `prediction`: the official evaluator normalises both sides.
+    imageclef: bool = False
 
     def apply(self, text: str) -> str:
+        if self.imageclef:
+            from harness.metrics import imageclef_normalise
+
+            text = imageclef_normalise(text)
         if self.collapse_whitespace:
             text = " ".join(text.split())
         elif self.strip:
@@ -217,7 +229,7 @@ class VariantSpec(Frozen):
     version: int = SPEC_VERSION
     description: str = Field("", max_length=2000)
     base: BaseModelRef
-    techniques: tuple[TechniqueSpec, ...] = ()
+    techniques: tuple[SerializeAsAny[TechniqueSpec], ...] = ()  # dump subclass fields too
     tags: tuple[str, ...] = ()
 
     source: Path | None = Field(None, exclude=True)
@@ -229,13 +241,23 @@ class VariantSpec(Frozen):
 
         if not isinstance(v, list | tuple):
             return v
-        out = []
+        out, errors = [], []
         for i, raw in enumerate(v):
             if not isinstance(raw, dict) or "kind" not in raw:
                 raise ValueError(f"techniques[{i}] needs a `kind`")
             if raw["kind"] not in TECHNIQUES:
                 raise ValueError(TECHNIQUES.unknown_message(str(raw["kind"])))
-            out.append(TECHNIQUES.get(raw["kind"]).spec.model_validate(raw))
+            try:
+                out.append(TECHNIQUES.get(raw["kind"]).spec.model_validate(raw))
+            except ValidationError as err:  # keep each nested location, for file:line errors
+                errors += [
+                    InitErrorDetails(
+                        type=e["type"], loc=(i, *e["loc"]), input=e["input"], ctx=e.get("ctx", {})
+                    )
+                    for e in err.errors()
+                ]
+        if errors:
+            raise ValidationError.from_exception_data("techniques", errors)
         return tuple(out)
 
     @property

@@ -1,8 +1,17 @@
-"""Compression techniques a variant manifest chains (`techniques:`), registered by `kind`."""
+"""Compression techniques a variant manifest chains (`techniques:`), registered by `kind`.
+
+A technique is a typed spec plus `apply(ctx, spec)`, which moves the build context
+(`harness.techniques.context.BuildContext`) from one state to the next: where the current
+full-precision weights are, whether an adapter sits on top, how the model is loaded. Third-party
+techniques register through the `rocobench.techniques` entry-point group.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import import_module
+from importlib.metadata import entry_points
 from typing import Any
 
 from harness.registry import Registry
@@ -13,6 +22,19 @@ class Technique:
     kind: str
     spec: type[Any]  # a `harness.specs.TechniqueSpec` subclass
     description: str
+    apply: Callable[[Any, Any], None] | None = None  # (BuildContext, spec) -> None
 
 
 TECHNIQUES: Registry[Technique] = Registry("technique")
+
+_BUILTIN = ("quantize", "qlora", "distill", "prune", "source")
+
+
+def _load_builtin() -> None:
+    for name in _BUILTIN:
+        import_module(f"harness.techniques.{name}")
+    for ep in entry_points(group="rocobench.techniques"):
+        ep.load()
+
+
+_load_builtin()
