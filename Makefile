@@ -7,6 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 WORDNET := /usr/share/wordnet/data.noun
+CHROMEDRIVER := /usr/bin/chromedriver
 
 # Everything the embedded run needs is local: never wait on an unreachable hub.
 export HF_HUB_OFFLINE ?= 1
@@ -14,7 +15,7 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: install bench test test-slow lint clean
 
-install: $(STAMP) $(WORDNET)
+install: $(STAMP) $(WORDNET) $(CHROMEDRIVER)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +28,12 @@ $(WORDNET):
 	$(SUDO) apt-get install -y --no-install-recommends wordnet-base wordnet-sense-index \
 	  || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends \
 	      wordnet-base wordnet-sense-index)
+
+# Headless Chromium and its driver for the leaderboard's browser tests, from Debian.
+$(CHROMEDRIVER):
+	$(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver \
+	  || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends \
+	      chromium chromium-driver)
 
 bench: install
 	$(BIN)/rocobench bench

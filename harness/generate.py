@@ -7,11 +7,18 @@ order or subset — which transformers' own sampling, one global stream for the 
 
 The model's shipped generation config is replaced for the call: instruct checkpoints carry
 defaults (top_k, repetition penalty, …) that would otherwise leak into a task that did not ask.
+
+Timing (for `harness.meters`): given a `timings` list, each batch appends a BatchTiming; a
+streamer that only notes when each step's tokens reach the host splits `generate` into time to
+first token (prefill) and decode. Fixed-length mode (`fixed_new_tokens`) forces exactly N new
+tokens (EOS suppressed, as `min_new_tokens` does) for speed comparisons independent of caption
+length.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +89,55 @@ class Prediction:
     sample_seed: int
 
 
+@dataclass(frozen=True)
+class BatchTiming:
+    """Wall times of one batch, in seconds. Every image of the batch shares them."""
+
+    n_images: int
+    preprocess_s: float  # image loading and resizing, processor, copy to the device
+    generate_s: float  # the `generate` call
+    first_token_s: float | None  # from the `generate` call to the first new token's arrival
+    decode_s: float  # from the first new token to the last
+    decode_steps: int  # steps after the first (each gives one token to every row)
+    new_tokens: int  # new tokens of the batch's images (up to and including EOS)
+    wall_s: float  # the whole batch, decoding the text included
+
+
+class BatchClock:
+    """Notes the phases of one batch; as `generate`'s streamer it notes each step's arrival.
+
+    `generate` puts the prompt first, then each step's new tokens as a host tensor (the copy is
+    already a synchronisation point of the decoding loop), so arrival times are true step ends.
+    """
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.generate_start = self.generate_end = self.start
+        self.steps: list[float] = []
+        self._prompt_seen = False
+
+    def put(self, value: Any) -> None:
+        if self._prompt_seen:
+            self.steps.append(time.perf_counter())
+        self._prompt_seen = True
+
+    def end(self) -> None:
+        pass
+
+    def timing(self, n_images: int, new_tokens: int) -> BatchTiming:
+        first = self.steps[0] if self.steps else None
+        return BatchTiming(
+            n_images=n_images,
+            preprocess_s=self.generate_start - self.start,
+            generate_s=self.generate_end - self.generate_start,
+            first_token_s=None if first is None else first - self.generate_start,
+            decode_s=self.steps[-1] - self.steps[0] if self.steps else 0.0,
+            decode_steps=max(len(self.steps) - 1, 0),
+            new_tokens=new_tokens,
+            wall_s=time.perf_counter() - self.start,
+        )
+
+
 def preprocess_image(image: Image.Image, spec: ImagePreprocessing) -> Image.Image:
     resample = {
         "bicubic": Image.Resampling.BICUBIC,
@@ -113,16 +169,22 @@ def _eos_ids(model: Any, processor: Any) -> list[int]:
     return list(eos) if isinstance(eos, list | tuple) else [int(eos)]
 
 
-def pinned_generation_config(model: Any, processor: Any, gen: GenerationKwargs) -> Any:
-    """A fresh GenerationConfig: all parameters from the task, only token ids from the model."""
+def pinned_generation_config(
+    model: Any, processor: Any, gen: GenerationKwargs, fixed_new_tokens: int | None = None
+) -> Any:
+    """A fresh GenerationConfig: all parameters from the task, only token ids from the model.
+
+    With `fixed_new_tokens` N, min = max = N new tokens: EOS is masked until N, so every caption
+    is exactly N tokens long.
+    """
     from transformers import GenerationConfig
 
     eos = _eos_ids(model, processor)
     return GenerationConfig(
         do_sample=False,  # sampling happens in SeededSampler; generate takes its one-hot choice
         num_beams=1,
-        max_new_tokens=gen.max_new_tokens,
-        min_new_tokens=gen.min_new_tokens,
+        max_new_tokens=fixed_new_tokens or gen.max_new_tokens,
+        min_new_tokens=fixed_new_tokens or gen.min_new_tokens,
         repetition_penalty=gen.repetition_penalty,
         no_repeat_ngram_size=gen.no_repeat_ngram_size,
         temperature=1.0,
@@ -150,6 +212,8 @@ def generate_batch(
     gen: GenerationKwargs,
     run_seed: int,
     image_size: tuple[int, int],
+    fixed_new_tokens: int | None = None,
+    clock: BatchClock | None = None,
 ) -> list[Prediction]:
     text, add_special = build_prompt(processor, prompt)
     processor.tokenizer.padding_side = "left"  # decoder-only generation pads on the left
@@ -164,7 +228,7 @@ def generate_batch(
     for key, value in inputs.items():  # pixel inputs follow the model's dtype
         if torch.is_floating_point(value):
             inputs[key] = value.to(model.dtype)
-    config = pinned_generation_config(model, processor, gen)
+    config = pinned_generation_config(model, processor, gen, fixed_new_tokens)
     seeds = [sample_seed(run_seed, i) for i in ids]
     processors = [SeededSampler(seeds, gen, model.device)] if gen.do_sample else []
 
@@ -178,7 +242,14 @@ def generate_batch(
         bos_token_id=config.bos_token_id,
     )
     try:
-        out = model.generate(**inputs, generation_config=config, logits_processor=processors)
+        if clock is None:
+            out = model.generate(**inputs, generation_config=config, logits_processor=processors)
+        else:
+            clock.generate_start = time.perf_counter()
+            out = model.generate(
+                **inputs, generation_config=config, logits_processor=processors, streamer=clock
+            )
+            clock.generate_end = time.perf_counter()
     finally:
         model.generation_config = shipped
     new = out[:, inputs["input_ids"].shape[1] :]
@@ -209,10 +280,18 @@ def generate_all(
     batch_size: int,
     image_spec: ImagePreprocessing,
     on_batch: Callable[[list[Prediction]], None] | None = None,
+    *,
+    fixed_new_tokens: int | None = None,
+    timings: list[BatchTiming] | None = None,
 ) -> list[Prediction]:
-    """Generate one caption per (id, image loader), `batch_size` at a time."""
+    """Generate one caption per (id, image loader), `batch_size` at a time.
+
+    `timings`, when given, receives one BatchTiming per batch; `fixed_new_tokens` N makes every
+    caption exactly N tokens long.
+    """
     out: list[Prediction] = []
     for batch in batches(samples, batch_size):
+        clock = BatchClock() if timings is not None else None
         images = [preprocess_image(load(), image_spec) for _, load in batch]
         preds = generate_batch(
             model,
@@ -224,7 +303,11 @@ def generate_all(
             gen,
             run_seed,
             image_spec.size,
+            fixed_new_tokens,
+            clock,
         )
+        if clock is not None and timings is not None:
+            timings.append(clock.timing(len(preds), sum(p.new_tokens for p in preds)))
         out.extend(preds)
         if on_batch is not None:
             on_batch(preds)

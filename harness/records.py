@@ -31,6 +31,10 @@ class MetricValue(_Model):
     value: float
     higher_is_better: bool = True
     details: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    # Percentile bootstrap 95 % interval over the evaluated pairs (harness.stats: 1,000
+    # resamples, seed 0); None in records written before intervals were computed.
+    ci95: tuple[float, float] | None = None
+    n: int | None = None  # pairs scored
 
 
 class DatasetRef(_Model):
@@ -71,19 +75,77 @@ class Provenance(_Model):
     created_at: str  # ISO 8601, UTC
 
 
-class Measurements(_Model):
-    """Figures of one run, each with its unit in its name."""
+class PhaseFigures(_Model):
+    """What the meters saw during one phase of a run (`harness.meters`); None: not measurable here.
 
-    load_s: float
+    MiB are 2**20 bytes. GPU energy and device memory are whole-device figures (NVML), shared
+    with anything else running on that GPU; CPU and RAM energy are codecarbon's figures for this
+    process (estimates unless `Measurements.cpu_energy_method` names a power counter).
+    """
+
+    wall_s: float
+    peak_rss_mib: float | None = None  # resident memory of the process, peak within the phase
+    peak_gpu_allocated_mib: float | None = None  # torch max_memory_allocated, reset per phase
+    peak_gpu_reserved_mib: float | None = None  # torch max_memory_reserved, reset per phase
+    peak_gpu_process_mib: float | None = None  # NVML: this process's GPU memory, sampled
+    peak_gpu_device_mib: float | None = None  # NVML: the devices' used memory, sampled
+    gpu_kernel_busy_pct: float | None = None  # NVML utilization.gpu: share of time a kernel ran
+    gpu_util_samples: int | None = None
+    gpu_energy_j: float | None = None  # NVML energy counter delta (measured)
+    cpu_energy_j: float | None = None
+    ram_energy_j: float | None = None
+
+
+class Measurements(_Model):
+    """Figures of one run, each with its unit in its name (README: "Measurements").
+
+    Top-level time, token, memory and energy figures cover the generation phase (image loading
+    and preprocessing included) unless their name says otherwise; `phases` holds every phase's
+    own figures (build, load, generate, score). `metering_version` 0 marks a record written before
+    full metering; such records are recomputed.
+    """
+
+    metering_version: int = 0
+    length_mode: Literal["natural", "fixed"] = "natural"  # fixed: exactly N new tokens, EOS off
+    fixed_new_tokens: int | None = None
+    # time
+    build_s: float | None = None  # applying the technique chain (~0 when its build is cached)
+    load_s: float  # loading the built model and processor
     generate_s: float
     score_s: float
+    preprocess_s: float | None = None  # image loading, resizing, processor, copy to device
+    prefill_s: float | None = None  # sum over batches of the time to the first new token
+    decode_s: float | None = None  # sum over batches of first-to-last new token
+    ttft_p50_ms: float | None = None  # time to first token of an image (its batch's), median
+    decode_ms_per_token: float | None = None  # decode time / decode steps: inter-token latency
+    per_image_p50_s: float | None = None  # batch wall time / batch size, per image: median
+    per_image_p90_s: float | None = None
+    # tokens and throughput
     n_images: int
     new_tokens_total: int
     new_tokens_per_image: float
     images_per_s: float
     tokens_per_s: float
-    peak_rss_mib: float
+    # memory
+    peak_rss_mib: float  # of the generation phase; the load phase's is in `phases`
     peak_gpu_allocated_mib: float | None = None
+    peak_gpu_reserved_mib: float | None = None
+    peak_gpu_process_mib: float | None = None
+    peak_gpu_device_mib: float | None = None
+    gpu_kernel_busy_pct: float | None = None
+    # energy and CO2 of the generation phase
+    energy_j: float | None = None  # gpu + cpu + ram, whichever were available
+    gpu_energy_j: float | None = None
+    cpu_energy_j: float | None = None
+    ram_energy_j: float | None = None
+    energy_per_image_j: float | None = None
+    energy_per_token_j: float | None = None  # per new token
+    co2eq_g: float | None = None
+    energy_estimated: bool | None = None  # True when any part of energy_j is a model estimate
+    cpu_energy_method: str | None = None
+    carbon_country: str | None = None  # ISO 3166-1 alpha-3 whose grid intensity is applied
+    carbon_intensity_g_per_kwh: float | None = None
+    phases: dict[str, PhaseFigures] = Field(default_factory=dict)
 
 
 class RunRecord(_Model):

@@ -6,16 +6,15 @@ the same evaluated ids; otherwise the runner says which of these changed and rec
 
 from __future__ import annotations
 
-import resource
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.build import LoadedVariant, load_variant
+from harness.build import LoadedVariant, ensure_built, load_variant, resolve_device
 from harness.data import EvalSet, load_split
-from harness.generate import Prediction, generate_all
+from harness.generate import BatchTiming, Prediction, generate_all
+from harness.meters import METERING_VERSION, Metering, summarise
 from harness.metrics import compute_metrics, parse_options
 from harness.provenance import provenance
 from harness.records import (
@@ -23,9 +22,9 @@ from harness.records import (
     RECORD_FILE,
     SAMPLES_FILE,
     DatasetRef,
-    Measurements,
     MetricValue,
     ModelRef,
+    PhaseFigures,
     RunRecord,
     read_record,
     run_dir,
@@ -51,7 +50,13 @@ class Outcome:
     note: str = ""
 
 
-def reuse_problem(path: Path, task: TaskSpec, variant: VariantSpec, evalset: EvalSet) -> str | None:
+def reuse_problem(
+    path: Path,
+    task: TaskSpec,
+    variant: VariantSpec,
+    evalset: EvalSet,
+    fixed_new_tokens: int | None = None,
+) -> str | None:
     """None if the record at `path` can be reused; otherwise why it must be recomputed."""
     if not path.exists():
         return "no record yet"
@@ -65,6 +70,10 @@ def reuse_problem(path: Path, task: TaskSpec, variant: VariantSpec, evalset: Eva
         return "the variant manifest changed"
     if old.dataset.ids_sha256 != evalset.ids_sha256 or old.dataset.revision != evalset.revision:
         return "the evaluated data changed"
+    if old.measurements.metering_version < METERING_VERSION:
+        return "the record predates the current metering"
+    if old.measurements.fixed_new_tokens != fixed_new_tokens:
+        return "the generation length mode changed"
     return None
 
 
@@ -79,17 +88,10 @@ def quiet_libraries() -> None:
     datasets.logging.set_verbosity_error()
 
 
-def _peak_rss_mib() -> float:
-    # ru_maxrss is KiB on Linux: the process peak so far, which covers this run's phases
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _peak_gpu_mib() -> float | None:
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    return torch.cuda.max_memory_allocated() / 2**20
+def seed_dir(results: Path, task: str, variant: str, seed: int, fixed: int | None) -> Path:
+    """Where a run's files go; fixed-length runs beside, never over, the natural-length ones."""
+    out = run_dir(results, task, variant, seed)
+    return out if fixed is None else out.with_name(f"{out.name}-fixed-{fixed}")
 
 
 def run_seed(
@@ -100,14 +102,15 @@ def run_seed(
     out_dir: Path,
     *,
     batch_size: int,
-    load_s: float,
+    setup: Mapping[str, PhaseFigures],
+    metering: Metering,
+    fixed_new_tokens: int | None = None,
     progress: bool = True,
 ) -> RunRecord:
-    import torch
+    """Generate, score and record one seed; `setup` holds the variant's build and load phases
+    (shared by its seeds), `metering` the meters wrapped around the generate and score phases."""
     from tqdm.auto import tqdm
 
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
     bar = tqdm(
         total=len(evalset),
         desc=f"{loaded.spec.id} seed {seed}",
@@ -116,20 +119,22 @@ def run_seed(
         file=sys.stderr,
         leave=False,
     )
-    start = time.perf_counter()
-    predictions: list[Prediction] = generate_all(
-        loaded.model,
-        loaded.processor,
-        loaded.family,
-        evalset.items(),
-        task.doc_to_text,
-        task.generation_kwargs,
-        seed,
-        batch_size,
-        task.preprocessing.image,
-        on_batch=lambda preds: bar.update(len(preds)),
-    )
-    generate_s = time.perf_counter() - start
+    timings: list[BatchTiming] = []
+    with metering.phase("generate") as generate_phase:
+        predictions: list[Prediction] = generate_all(
+            loaded.model,
+            loaded.processor,
+            loaded.family,
+            evalset.items(),
+            task.doc_to_text,
+            task.generation_kwargs,
+            seed,
+            batch_size,
+            task.preprocessing.image,
+            on_batch=lambda preds: bar.update(len(preds)),
+            fixed_new_tokens=fixed_new_tokens,
+            timings=timings,
+        )
     bar.close()
     clean = task.preprocessing.prediction.apply
     texts = [clean(p.text) for p in predictions]
@@ -142,10 +147,9 @@ def run_seed(
         ),
     )  # fmt: skip
 
-    start = time.perf_counter()
     requests = [(m.metric, parse_options(m.metric, m.kwargs)) for m in task.metric_list]
-    scores = compute_metrics(requests, texts, evalset.references)
-    score_s = time.perf_counter() - start
+    with metering.phase("score") as score_phase:
+        scores = compute_metrics(requests, texts, evalset.references)
 
     write_jsonl(
         out_dir / SAMPLES_FILE,
@@ -164,8 +168,17 @@ def run_seed(
             )
         ),
     )
-    tokens = sum(p.new_tokens for p in predictions)
     n = len(predictions)
+    measurements = summarise(
+        {**setup, "generate": generate_phase.result, "score": score_phase.result},
+        timings,
+        [p.new_tokens for p in predictions],
+        fixed_new_tokens=fixed_new_tokens,
+        energy=metering.energy,
+    )
+    generation = task.generation_kwargs.model_dump(mode="json")
+    if fixed_new_tokens:  # the effective settings: exactly N new tokens, EOS masked until then
+        generation |= {"max_new_tokens": fixed_new_tokens, "min_new_tokens": fixed_new_tokens}
     from harness.metrics import METRICS
 
     record = RunRecord(
@@ -177,28 +190,19 @@ def run_seed(
         techniques=[t.kind for t in loaded.spec.techniques],
         seed=seed,
         batch_size=batch_size,
-        generation=task.generation_kwargs.model_dump(mode="json"),
+        generation=generation,
         prompt=task.doc_to_text,
         metrics={
             name: MetricValue(
                 value=s.value,
                 higher_is_better=METRICS.get(name).higher_is_better,
                 details=dict(s.details),
+                ci95=s.ci95,
+                n=s.n,
             )
             for name, s in scores.items()
         },
-        measurements=Measurements(
-            load_s=round(load_s, 4),
-            generate_s=round(generate_s, 4),
-            score_s=round(score_s, 4),
-            n_images=n,
-            new_tokens_total=tokens,
-            new_tokens_per_image=tokens / n if n else 0.0,
-            images_per_s=n / generate_s if generate_s else 0.0,
-            tokens_per_s=tokens / generate_s if generate_s else 0.0,
-            peak_rss_mib=round(_peak_rss_mib(), 1),
-            peak_gpu_allocated_mib=_peak_gpu_mib(),
-        ),
+        measurements=measurements,
         dataset=DatasetRef(
             path=evalset.path,
             name=evalset.name,
@@ -234,19 +238,26 @@ def run_variant(
     force: bool = False,
     progress: bool = True,
     log: Log = _stderr,
+    fixed_new_tokens: int | None = None,
+    carbon_country: str | None = None,
 ) -> list[Outcome]:
-    """Run every seed of (task, variant); the model is loaded once, and only if needed."""
+    """Run every seed of (task, variant); the model is loaded once, and only if needed.
+
+    `fixed_new_tokens` N: every caption exactly N tokens (speed comparisons), recorded in
+    `seed-<n>-fixed-<N>/`. `carbon_country`: ISO 3166-1 alpha-3 code for CO2 (default: the
+    ROCOBENCH_CARBON_COUNTRY environment variable, else USA).
+    """
     quiet_libraries()
     evalset = load_split(task, limit=limit)
     seeds = list(task.seeds if seeds is None else seeds)
     outcomes: list[Outcome] = []
     todo: list[tuple[int, Path]] = []
     for seed in seeds:
-        out = run_dir(results, task.task, variant.id, seed)
+        out = seed_dir(results, task.task, variant.id, seed, fixed_new_tokens)
         problem = (
             "--force was given"
             if force
-            else reuse_problem(out / RECORD_FILE, task, variant, evalset)
+            else reuse_problem(out / RECORD_FILE, task, variant, evalset, fixed_new_tokens)
         )
         if problem is None:
             log(f"reuse   {task.task} × {variant.id} seed {seed}: finished record is current")
@@ -258,9 +269,13 @@ def run_variant(
     if not todo:
         return outcomes
 
-    start = time.perf_counter()
-    loaded = load_variant(variant, device=device)
-    load_s = time.perf_counter() - start
+    # codecarbon's hardware probe runs here, before and outside every timed phase
+    metering = Metering.standard(resolve_device(device), carbon_country)
+    with metering.phase("build") as build:  # the technique chain; ~0 s when already cached
+        ensure_built(variant, device=device, progress=progress, log=log)
+    with metering.phase("load") as load:
+        loaded = load_variant(variant, device=device, progress=progress, log=lambda _: None)
+    load_s = load.result.wall_s
     log(
         f"loaded  {variant.id} ({loaded.base}, {loaded.n_parameters / 1e6:.2f} M parameters, "
         f"{loaded.dtype} on {loaded.model.device}) in {load_s:.1f} s"
@@ -273,7 +288,9 @@ def run_variant(
             seed,
             out,
             batch_size=batch_size or task.batch_size,
-            load_s=load_s,
+            setup={"build": build.result, "load": load.result},
+            metering=metering,
+            fixed_new_tokens=fixed_new_tokens,
             progress=progress,
         )
         summary = ", ".join(f"{k} {v.value:.4f}" for k, v in record.metrics.items())

@@ -48,7 +48,7 @@ def test_run_writes_records_predictions_and_samples(bench_results) -> None:
             d = run_dir(tmp / "results", "rocov2_sample", variant, seed)
             record = read_record(d / RECORD_FILE)
             assert (record.variant, record.seed, record.dataset.n_samples) == (variant, seed, 6)
-            assert set(record.metrics) == {"bleu4", "rouge_l", "meteor", "bertscore_f1"}
+            assert set(record.metrics) == {"bleu4", "rouge_l", "meteor", "cider", "bertscore_f1"}
             assert record.metrics["bertscore_f1"].details["backbone"]
             assert record.model.base == "twin:" + record.model.family
             assert record.provenance.packages["transformers"]
@@ -58,7 +58,13 @@ def test_run_writes_records_predictions_and_samples(bench_results) -> None:
                 p["id"] for p in read_jsonl(d / "predictions.jsonl")
             ]
             assert len(samples) == 6
-            assert set(samples[0]["scores"]) == {"bleu4", "rouge_l", "meteor", "bertscore_f1"}
+            assert set(samples[0]["scores"]) == {
+                "bleu4",
+                "rouge_l",
+                "meteor",
+                "cider",
+                "bertscore_f1",
+            }
 
 
 def test_second_run_reuses_and_a_change_recomputes(bench_results, capsys) -> None:

@@ -2,8 +2,11 @@
 
 The cases are data (tests/metric_cases/<metric>.json): each names predictions, references and
 options; every case is scored through our registry and through the library call written out
-below, and the two must agree to 1e-9. Optional `expected` entries pin known values (identical
-pairs score 1, empty predictions 0).
+below, and the two must agree to 1e-9. Each case also stores what the reference library gave
+when the case was written (`library`: value and per-pair values, refreshed by
+`python tests/test_metrics.py --write-library-values`), so a library upgrade that changes a
+number fails here. Optional `expected` entries pin known values (identical pairs score 1, empty
+predictions 0).
 """
 
 from __future__ import annotations
@@ -42,7 +45,10 @@ def _load_cases() -> list[Any]:
     for path in sorted(CASES_DIR.glob("*.json")):
         doc = json.loads(path.read_text(encoding="utf-8"))
         for case in doc["cases"]:
-            params.append(pytest.param(doc["metric"], case, id=f"{path.stem}-{case['name']}"))
+            marks = [pytest.mark.slow] if case.get("slow") else []  # large BERTScore cases
+            params.append(
+                pytest.param(doc["metric"], case, id=f"{path.stem}-{case['name']}", marks=marks)
+            )
     return params
 
 
@@ -57,12 +63,47 @@ def reference_bleu4(preds: list[str], refs: list[str], _: MetricOptions) -> Metr
     return MetricScore(corpus, per, {})
 
 
-def reference_rouge_l(preds: list[str], refs: list[str], _: MetricOptions) -> MetricScore:
+def reference_bleu1(preds: list[str], refs: list[str], _: MetricOptions) -> MetricScore:
+    from sacrebleu.metrics import BLEU
+
+    corpus = BLEU(max_ngram_order=1).corpus_score(preds, [refs]).score / 100
+    sentence = BLEU(max_ngram_order=1, effective_order=True)
+    per = [sentence.sentence_score(p, [r]).score / 100 for p, r in zip(preds, refs, strict=True)]
+    return MetricScore(corpus, per, {})
+
+
+def _reference_rouge(kind: str, preds: list[str], refs: list[str]) -> MetricScore:
     from rouge_score import rouge_scorer
 
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    per = [scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(preds, refs, strict=True)]
+    scorer = rouge_scorer.RougeScorer([kind], use_stemmer=False)
+    per = [scorer.score(r, p)[kind].fmeasure for p, r in zip(preds, refs, strict=True)]
     return MetricScore(statistics.fmean(per), per, {})
+
+
+def reference_rouge_l(preds: list[str], refs: list[str], _: MetricOptions) -> MetricScore:
+    return _reference_rouge("rougeL", preds, refs)
+
+
+def reference_rouge_1(preds: list[str], refs: list[str], _: MetricOptions) -> MetricScore:
+    return _reference_rouge("rouge1", preds, refs)
+
+
+def tok(text: str) -> str:
+    """CIDEr's tok(s), written out: lowercase wordpunct tokens holding a letter or digit."""
+    from nltk.tokenize import wordpunct_tokenize
+
+    return " ".join(t for t in wordpunct_tokenize(text.lower()) if any(c.isalnum() for c in t))
+
+
+def reference_cider(preds: list[str], refs: list[str], _: MetricOptions) -> MetricScore:
+    from pycocoevalcap.cider.cider import Cider
+
+    gts = {i: [tok(r)] for i, r in enumerate(refs)}
+    res = {i: [tok(p)] for i, p in enumerate(preds)}
+    if not any(g[0] for g in gts.values()):  # pycocoevalcap asserts; defined as 0 (see metric)
+        return MetricScore(0.0, [0.0] * len(preds), {})
+    value, per = Cider().compute_score(gts, res)
+    return MetricScore(float(value), [float(v) for v in per], {})
 
 
 def reference_meteor(preds: list[str], refs: list[str], _: MetricOptions) -> MetricScore:
@@ -109,10 +150,15 @@ def reference_bertscore_f1(preds: list[str], refs: list[str], opts: MetricOption
 
 REFERENCE = {
     "bleu4": reference_bleu4,
+    "bleu1": reference_bleu1,
     "rouge_l": reference_rouge_l,
+    "rouge_1": reference_rouge_1,
     "meteor": reference_meteor,
+    "cider": reference_cider,
     "bertscore_f1": reference_bertscore_f1,
 }
+# Stored library values are compared to 1e-9, BERTScore's (float32 on whatever CPU) to 1e-6.
+STORED_TOL = {"bertscore_f1": 1e-6}
 
 
 # --- data-driven cases -----------------------------------------------------------------------
@@ -142,6 +188,11 @@ def test_case_matches_reference_library(metric: str, case: dict[str, Any]) -> No
     assert ours.per_sample == pytest.approx(ref.per_sample, abs=TOL)
     assert all(isinstance(v, float) for v in ours.per_sample)
 
+    stored = case["library"]
+    tol = STORED_TOL.get(metric, TOL)
+    assert ref.value == pytest.approx(stored["value"], abs=tol)
+    assert ref.per_sample == pytest.approx(stored["per_sample"], abs=tol)
+
     expected = case.get("expected", {})
     if "value" in expected:  # float32 models reach 1 only to ~1e-7
         assert ours.value == pytest.approx(expected["value"], abs=1e-6)
@@ -155,7 +206,15 @@ def test_case_matches_reference_library(metric: str, case: dict[str, Any]) -> No
 
 
 def test_registered_metrics_describe_themselves() -> None:
-    assert METRICS.names() == ["bertscore_f1", "bleu4", "meteor", "rouge_l"]
+    assert METRICS.names() == [
+        "bertscore_f1",
+        "bleu1",
+        "bleu4",
+        "cider",
+        "meteor",
+        "rouge_1",
+        "rouge_l",
+    ]
     for name in METRICS:
         m = METRICS.get(name)
         assert m.higher_is_better and len(m.description) > 40
@@ -221,6 +280,136 @@ def test_compute_metrics_scores_all_requests() -> None:
     assert scores["meteor"].details["wordnet"] == "3.0"
     for s in scores.values():
         assert s.per_sample is not None and s.per_sample[1] == 0.0
+
+
+def test_compute_metrics_gives_n_and_a_seeded_interval() -> None:
+    case = json.loads((CASES_DIR / "bleu4.json").read_text(encoding="utf-8"))["cases"]
+    many = next(c for c in case if c["name"] == "many_pairs")
+    preds, refs = many["predictions"][:60], many["references"][:60]
+    requests = [(name, parse_options(name, {})) for name in ("bleu4", "rouge_l", "cider")]
+    first = compute_metrics(requests, preds, refs)
+    again = compute_metrics(requests, preds, refs)
+    other_seed = compute_metrics(requests, preds, refs, seed=1)
+    for name, s in first.items():
+        assert s.n == 60 and s.ci95 is not None
+        lo, hi = s.ci95
+        assert lo < s.value < hi, name
+        assert again[name].ci95 == s.ci95  # seeded
+        assert other_seed[name].ci95 != s.ci95
+    none = compute_metrics(requests, preds, refs, resamples=0)
+    assert all(s.ci95 is None and s.n == 60 for s in none.values())
+
+
+def _explicit_resample(items: list[str], counts: Any) -> list[str]:
+    return [x for x, k in zip(items, counts, strict=True) for _ in range(int(k))]
+
+
+@pytest.mark.parametrize("name", ["bleu4", "bleu1", "cider"])
+def test_corpus_metric_resampling_equals_the_library_on_the_resampled_pairs(name: str) -> None:
+    """A corpus metric's statistic on a resample is the library's value on the pairs drawn."""
+    from harness import stats
+
+    doc = json.loads((CASES_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    case = next(c for c in doc["cases"] if c["name"] == "many_pairs")
+    preds, refs = case["predictions"][:80], case["references"][:80]
+    preds[3] = ""  # an empty prediction stays in the corpus
+    metric = METRICS.get(name)
+    statistic = metric.statistic(preds, refs)
+    assert stats.observed(statistic, len(preds)) == pytest.approx(
+        REFERENCE[name](preds, refs, MetricOptions()).value, abs=1e-12
+    )
+    counts = next(stats.resample_counts(len(preds), 3, seed=7))
+    values = statistic(counts)
+    for row, value in zip(counts, values, strict=True):
+        drawn_p, drawn_r = _explicit_resample(preds, row), _explicit_resample(refs, row)
+        assert value == pytest.approx(
+            REFERENCE[name](drawn_p, drawn_r, MetricOptions()).value, abs=1e-12
+        )
+
+
+def test_mean_metrics_resample_their_per_pair_scores() -> None:
+    import numpy as np
+
+    rouge = METRICS.get("rouge_l")
+    with pytest.raises(ValueError, match="per-pair scores"):
+        rouge.statistic(["a"], ["a"])
+    statistic = rouge.statistic(["a", "b"], ["a", "c"], per_sample=[1.0, 0.0])
+    assert statistic(np.array([[2.0, 0.0], [0.0, 2.0]])).tolist() == [1.0, 0.0]
+
+
+# ImageCLEFmedical Caption's own preprocessing (its evaluator's preprocess_caption, case-
+# insensitive), written out.
+def official_imageclef(caption: str) -> str:
+    import re
+    import string
+
+    caption = caption.lower()
+    caption = re.compile(r"\d+").sub("number", caption)
+    return caption.translate(str.maketrans("", "", string.punctuation))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Axial T2-weighted MRI at 1.5 T shows a 3.5 × 2.1 cm lesion at C5–C6.",
+        " CT (arrow) of the “left” kidney: 12mm stone; see Fig. 2a/2b.",
+        "Ultrasound — 4th week, Dawson’s fingers, 90% stenosis, ٣ Arabic-Indic digit",
+        "",
+        "   ...   ",
+    ],
+)
+def test_imageclef_normalisation_matches_the_official_preprocessing(text: str) -> None:
+    from harness.metrics import imageclef_normalise
+    from harness.specs import TextCleaning
+
+    assert imageclef_normalise(text) == official_imageclef(text)
+    raw = TextCleaning(strip=False, collapse_whitespace=False, imageclef=True)
+    assert raw.apply(text) == official_imageclef(text)
+    tidy = TextCleaning(imageclef=True)  # then the task's whitespace cleaning
+    assert tidy.apply(text) == " ".join(official_imageclef(text).split())
+    assert TextCleaning().apply(text) == " ".join(text.split())  # off by default
+
+
+def test_imageclef_normalisation_examples() -> None:
+    from harness.metrics import imageclef_normalise
+
+    assert imageclef_normalise("CT, 3.5 cm (C5–C6)!") == "ct numbernumber cm cnumber–cnumber"
+
+
+def test_profiles_name_their_bertscore_backbones() -> None:
+    from harness.metrics import DEFAULT_METRICS, PROFILES, BERTScoreOptions, profile_requests
+
+    assert set(DEFAULT_METRICS) == set(METRICS.names())
+    backbones = {name: p.bertscore.model_type for name, p in PROFILES.items()}
+    assert backbones == {
+        "paper": "roberta-large",
+        "imageclef": "microsoft/deberta-xlarge-mnli",
+        "offline": "bundled:all-MiniLM-L6-v2",
+    }
+    for p in PROFILES.values():
+        assert p.bertscore.num_layers is None or p.name == "offline"
+        assert not p.bertscore.idf and not p.bertscore.rescale_with_baseline
+    assert [p.imageclef_text for p in PROFILES.values()] == [False, True, False]
+    requests = dict(profile_requests("imageclef", ["bleu4", "bertscore_f1"]))
+    assert requests["bleu4"] == MetricOptions()
+    assert isinstance(requests["bertscore_f1"], BERTScoreOptions)
+    assert requests["bertscore_f1"].model_type == "microsoft/deberta-xlarge-mnli"
+    with pytest.raises(ValueError, match="unknown profile"):
+        profile_requests("coco", ["bleu4"])
+
+
+def test_missing_bertscore_backbone_is_one_clear_line() -> None:
+    from harness.metrics import MetricUnavailable
+
+    opts = parse_options(
+        "bertscore_f1", {"model_type": "rocobench-test/absent-encoder", "num_layers": 1}
+    )
+    with pytest.raises(MetricUnavailable) as err:
+        compute_metrics([("bertscore_f1", opts)], ["a"], ["a"])
+    message = str(err.value)
+    assert "\n" not in message
+    assert "rocobench-test/absent-encoder" in message and "hf download" in message
+    assert "bundled:all-MiniLM-L6-v2" in message
 
 
 def test_import_is_light() -> None:
@@ -372,3 +561,27 @@ def test_bertscore_bundled_loads_offline(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert float(out.stdout.strip().splitlines()[-1]) == pytest.approx(1.0, abs=1e-6)
+
+
+# --- refreshing the stored library values ------------------------------------------------------
+
+
+def write_library_values() -> None:
+    """Store what each reference call gives for every case (after a deliberate library update)."""
+    for path in sorted(CASES_DIR.glob("*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        for case in doc["cases"]:
+            if "raises" in case:
+                continue
+            options = parse_options(doc["metric"], case["options"])
+            ref = REFERENCE[doc["metric"]](case["predictions"], case["references"], options)
+            case["library"] = {"value": ref.value, "per_sample": ref.per_sample}
+        path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write-library-values"]:
+        sys.exit("usage: python tests/test_metrics.py --write-library-values")
+    sys.path.insert(0, str(REPO))
+    write_library_values()

@@ -11,11 +11,22 @@ import sys
 from collections.abc import Sequence
 
 from harness import __version__
-from harness.cli import bench, ls, render, run, validate
+from harness.cli import (
+    bench,
+    build,
+    compare,
+    export_lm_eval,
+    ls,
+    publish,
+    render,
+    run,
+    score,
+    validate,
+)
 from harness.cli.common import EXIT_SPEC, CliError
 from harness.yamlio import SpecError
 
-SUBCOMMANDS = (run, bench, render, ls, validate)
+SUBCOMMANDS = (run, bench, build, render, publish, score, compare, export_lm_eval, ls, validate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,8 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:
         from harness.build import BuildError
         from harness.data import DatasetError
+        from harness.metrics import MetricUnavailable
+        from harness.wordnet import WordNetError
 
-        if isinstance(err, BuildError | DatasetError):
+        if isinstance(err, BuildError | DatasetError | MetricUnavailable | WordNetError):
             print(f"rocobench: {err}", file=sys.stderr)
             return 1
         raise

@@ -7,7 +7,13 @@ import sys
 import time
 from pathlib import Path
 
-from harness.cli.common import EMBEDDED_TASK, add_run_options, all_variants, load_task_arg
+from harness.cli.common import (
+    EMBEDDED_TASK,
+    add_run_options,
+    all_variants,
+    check_carbon_country,
+    load_task_arg,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +35,7 @@ def bench(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     task = load_task_arg(EMBEDDED_TASK)
     variants = [v for v in all_variants() if v.is_embedded]
+    country = check_carbon_country(args.carbon_country)
     print(
         f"embedded benchmark: {task.task} × {len(variants)} variants "
         f"({', '.join(v.id for v in variants)}) × seeds {list(task.seeds)}",
@@ -43,6 +50,8 @@ def bench(args: argparse.Namespace) -> int:
             device=args.device,
             force=args.force,
             progress=not args.no_progress,
+            fixed_new_tokens=args.fixed_new_tokens,
+            carbon_country=country,
         ):
             reused += outcome.reused
             computed += not outcome.reused

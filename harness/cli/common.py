@@ -76,3 +76,36 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--force", action="store_true", help="recompute even finished runs")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument(
+        "--fixed-new-tokens",
+        type=positive_int,
+        metavar="N",
+        help="generate exactly N new tokens per image, EOS ignored: speed comparisons "
+        "independent of caption length (recorded in seed-<n>-fixed-<N>/; default: real lengths)",
+    )
+    p.add_argument(
+        "--carbon-country",
+        metavar="ISO3",
+        help="country whose grid carbon intensity turns energy into CO2, as an ISO 3166-1 "
+        "alpha-3 code (default: $ROCOBENCH_CARBON_COUNTRY, else USA)",
+    )
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def check_carbon_country(value: str | None) -> str:
+    """The carbon country to use, checked before any work (codecarbon must know its grid)."""
+    from harness.meters import carbon_country
+
+    try:
+        return carbon_country(value)
+    except ValueError as err:
+        raise CliError(f"--carbon-country: {err}") from None

@@ -14,14 +14,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "-o", "--output", type=Path, default=Path("site"), help="site folder (default: site/)"
     )
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="samples per seed in each variant page's sample browser (default: 200; 0: none)",
+    )
+    p.add_argument(
+        "--no-images",
+        action="store_true",
+        help="no thumbnails in the sample browser (made from the dataset when it is local)",
+    )
     p.set_defaults(func=render)
 
 
 def render(args: argparse.Namespace) -> int:
-    from leaderboard.render import render_site
+    from leaderboard.render import DEFAULT_MAX_SAMPLES, render_site
 
+    samples = DEFAULT_MAX_SAMPLES if args.samples is None else max(args.samples, 0)
     try:
-        page = render_site(args.results_dir, args.output)
+        page = render_site(
+            args.results_dir, args.output, max_samples=samples, images=not args.no_images
+        )
     except ValueError as err:
         raise CliError(str(err)) from None
     print(f"leaderboard: {page.resolve()}")

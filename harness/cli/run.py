@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from harness.cli.common import add_run_options, load_task_arg, load_variant_arg, parse_seeds
+from harness.cli.common import (
+    add_run_options,
+    check_carbon_country,
+    load_task_arg,
+    load_variant_arg,
+    parse_seeds,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     task = load_task_arg(args.task)
     variants = [load_variant_arg(v) for v in args.variant]  # all validated before any work
     seeds = parse_seeds(args.seeds)
+    country = check_carbon_country(args.carbon_country)
     start = time.perf_counter()
     for variant in variants:
         run_variant(
@@ -47,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
             limit=args.limit,
             force=args.force,
             progress=not args.no_progress,
+            fixed_new_tokens=args.fixed_new_tokens,
+            carbon_country=country,
         )
     print(f"records under {args.results}/{task.task}/ ({time.perf_counter() - start:.1f} s)")
     return 0

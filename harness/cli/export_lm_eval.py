@@ -1,0 +1,32 @@
+"""`rocobench export-lm-eval`: write a task as an lm-evaluation-harness task folder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.cli.common import load_task_arg
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export-lm-eval",
+        help="write a task as an lm-evaluation-harness task folder",
+        description="Write TASK.yaml and utils.py into DIR: the task for lm-eval's hf-multimodal "
+        "model, with rocobench's image preprocessing, text cleaning and metrics. Run it with "
+        "`lm_eval --model hf-multimodal --model_args pretrained=MODEL --include_path DIR "
+        "--tasks TASK --apply_chat_template` (lm-eval is the optional extra "
+        "`pip install rocobench[lmeval]`). Captions match rocobench's only under greedy "
+        "decoding (do_sample: false).",
+    )
+    p.add_argument("task", help="task id or task file")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
+    p.set_defaults(func=export_lm_eval)
+
+
+def export_lm_eval(args: argparse.Namespace) -> int:
+    from harness.lm_eval_export import export
+
+    for path in export(load_task_arg(args.task), args.output):
+        print(f"wrote {path}")
+    return 0
