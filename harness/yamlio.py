@@ -97,7 +97,7 @@ def validate(model: type[M], data: Any, node: yaml.Node | None, path: Path) -> M
             loc = tuple(e["loc"])
             at = _locate(node, loc)
             line = f":{at.start_mark.line + 1}" if at is not None else ""
-            msg = e["msg"]
+            msg = e["msg"].removeprefix("Value error, ")
             if e["type"] == "extra_forbidden":
                 msg = "unknown key"
             elif e["type"] not in ("missing", "value_error") and "input" in e:

@@ -151,3 +151,27 @@ def test_specs_are_frozen(repo_root: Path) -> None:
     assert isinstance(task, TaskSpec)
     with pytest.raises(ValueError):
         task.batch_size = 3  # type: ignore[misc]
+
+
+def test_technique_fields_are_checked_with_their_lines(tmp_path: Path) -> None:
+    text = VALID_VARIANT.format(id="t3").replace(
+        "techniques: []",
+        "techniques:\n  - kind: qlora\n    r: sixteen\n"
+        "  - kind: prune\n    heads: 0.3\n    hedas: 1\n",
+    )
+    path = write(tmp_path, "t3.yaml", text)
+    with pytest.raises(SpecError) as exc:
+        load_variant(path)
+    found = problems(exc)
+    assert any(p.startswith(f"{path}:8: techniques[0].r: ") for p in found), found
+    assert any(p.startswith(f"{path}:11: techniques[1].hedas: unknown key") for p in found), found
+
+
+def test_technique_parameters_change_the_spec_hash(tmp_path: Path) -> None:
+    base = VALID_VARIANT.format(id="t4").replace(
+        "techniques: []", "techniques:\n  - kind: prune\n    heads: 0.3\n"
+    )
+    a = load_variant(write(tmp_path, "t4.yaml", base))
+    (tmp_path / "b").mkdir()
+    b = load_variant(write(tmp_path / "b", "t4.yaml", base.replace("heads: 0.3", "heads: 0.4")))
+    assert spec_hash(a) != spec_hash(b)

@@ -199,3 +199,40 @@ def test_adapter_matching_no_module_is_refused(qlora_built, tmp_path) -> None:
     )
     with pytest.raises(BuildError, match="match no module of the model"):
         ensure_built(load_manifest(path), progress=False)
+
+
+def test_qlora_twin_beats_its_untuned_base_on_rouge_l(repo_root, sample_task) -> None:
+    """The shipped manifest, trained on the bundled train split, scored on its test split."""
+    from harness.data import load_split
+    from harness.generate import generate_all
+    from harness.metrics import METRICS
+
+    evalset = load_split(sample_task)
+    rouge = {}
+    for vid in ("tiny-qwen2-vl", "tiny-qwen2-vl-qlora"):
+        spec = load_manifest(repo_root / "variants" / f"{vid}.yaml")
+        loaded = load_variant(spec, device="cpu", progress=False)
+        preds = generate_all(
+            loaded.model,
+            loaded.processor,
+            loaded.family,
+            evalset.items(),
+            sample_task.doc_to_text,
+            sample_task.generation_kwargs,
+            0,
+            16,
+            sample_task.preprocessing.image,
+        )
+        texts = [sample_task.preprocessing.prediction.apply(p.text) for p in preds]
+        rouge[vid] = METRICS.get("rouge_l").score(texts, evalset.references).value
+    assert rouge["tiny-qwen2-vl-qlora"] > 1.5 * rouge["tiny-qwen2-vl"], rouge
+
+
+def test_build_command_builds_and_reuses(capsys) -> None:
+    from harness.cli import main
+
+    assert main(["build", "tiny-qwen2-vl-pruned", "--no-progress"]) == 0
+    first = capsys.readouterr()
+    assert "tiny-qwen2-vl-pruned:" in first.out and "built" in first.err
+    assert main(["build", "tiny-qwen2-vl-pruned", "--no-progress"]) == 0
+    assert "cached" in capsys.readouterr().err
