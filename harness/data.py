@@ -34,6 +34,8 @@ class EvalSet:
     references: list[str]  # cleaned as the task says
     _rows: Any  # the datasets.Dataset, for lazy image access
     _image_column: str
+    # per image, the dataset's reference CUIs (task.doc_to_concepts); None: the task has none
+    concepts: list[list[str]] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -93,7 +95,10 @@ def load_split(task: TaskSpec, split: str | None = None, limit: int | None = Non
     limit = limit or task.limit
     if limit is not None:
         rows = rows.select(range(min(limit, len(rows))))
-    missing = {task.doc_to_id, task.doc_to_image, task.doc_to_target} - set(rows.column_names)
+    wanted = {task.doc_to_id, task.doc_to_image, task.doc_to_target}
+    if task.doc_to_concepts is not None:
+        wanted.add(task.doc_to_concepts)
+    missing = wanted - set(rows.column_names)
     if missing:
         raise DatasetError(
             f"{task.source}: dataset {path} split {split!r} has no column(s) "
@@ -105,6 +110,9 @@ def load_split(task: TaskSpec, split: str | None = None, limit: int | None = Non
         raise DatasetError(f"dataset {path} split {split!r}: {task.doc_to_id} values repeat")
     clean = task.preprocessing.target.apply
     references = [clean(str(t)) for t in text_only[task.doc_to_target]]
+    concepts = None
+    if task.doc_to_concepts is not None:
+        concepts = [[str(c) for c in row or ()] for row in rows[task.doc_to_concepts]]
     return EvalSet(
         path=shown,
         name=task.dataset_name,
@@ -114,4 +122,5 @@ def load_split(task: TaskSpec, split: str | None = None, limit: int | None = Non
         references=references,
         _rows=rows,
         _image_column=task.doc_to_image,
+        concepts=concepts,
     )

@@ -166,6 +166,10 @@ class RunRecord(_Model):
     model: ModelRef
     provenance: Provenance
     samples_file: str = SAMPLES_FILE
+    # The manifest as evaluated, and how its technique chain was built (cache key, per-step
+    # figures such as training losses and parameters before/after pruning).
+    manifest: dict[str, Any] = Field(default_factory=dict)
+    build: dict[str, Any] | None = None
 
     @property
     def run_key(self) -> tuple[str, str, int]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.build import LoadedVariant, ensure_built, load_variant, resolve_device
+from harness.concepts import reference_concepts
 from harness.data import EvalSet, load_split
 from harness.generate import BatchTiming, Prediction, generate_all
 from harness.meters import METERING_VERSION, Metering, summarise
@@ -148,7 +149,7 @@ def run_seed(
     )  # fmt: skip
 
     requests = [(m.metric, parse_options(m.metric, m.kwargs)) for m in task.metric_list]
-    with metering.phase("score") as score_phase:
+    with metering.phase("score") as score_phase, reference_concepts(evalset.concepts):
         scores = compute_metrics(requests, texts, evalset.references)
 
     write_jsonl(
@@ -162,6 +163,8 @@ def run_seed(
                 "scores": {
                     name: s.per_sample[i] for name, s in scores.items() if s.per_sample is not None
                 },
+                # the dataset's reference concepts: `rocobench score` and `compare` reuse them
+                **({} if evalset.concepts is None else {"concepts": evalset.concepts[i]}),
             }
             for i, (p, text, ref) in enumerate(
                 zip(predictions, texts, evalset.references, strict=True)
@@ -188,6 +191,12 @@ def run_seed(
         variant=loaded.spec.id,
         variant_description=loaded.spec.description,
         techniques=[t.kind for t in loaded.spec.techniques],
+        manifest=loaded.spec.model_dump(mode="json"),
+        build=(
+            {"key": loaded.built.key, "steps": loaded.built.notes}
+            if loaded.built is not None and loaded.built.key is not None
+            else None
+        ),
         seed=seed,
         batch_size=batch_size,
         generation=generation,

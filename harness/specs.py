@@ -147,6 +147,9 @@ class TaskSpec(Frozen):
     doc_to_image: str = "image"
     doc_to_text: str = Field(min_length=1)
     doc_to_target: str = "caption"
+    # Optional column of reference UMLS CUIs per image (ROCOv2: `cui`), for the concept metrics;
+    # without it they extract the reference concepts from the reference caption.
+    doc_to_concepts: str | None = None
     preprocessing: Preprocessing = Preprocessing()
     generation_kwargs: GenerationKwargs = GenerationKwargs()
     metric_list: tuple[MetricRequest, ...] = Field(min_length=1)

@@ -88,6 +88,7 @@ def _subset(es: EvalSet, idx: Sequence[int]) -> EvalSet:
         references=[es.references[i] for i in idx],
         _rows=rows,
         _image_column=es._image_column,
+        concepts=None if es.concepts is None else [es.concepts[i] for i in idx],
     )
 
 

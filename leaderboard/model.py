@@ -42,6 +42,8 @@ METRIC_LABELS: dict[str, str] = {
     "bertscore_precision": "BERTScore-P",
     "bertscore_recall": "BERTScore-R",
     "cider": "CIDEr",
+    "concept_f1": "Concept F1",
+    "modality_acc": "Modality acc.",
 }
 
 Details = tuple[tuple[str, Any], ...]
@@ -499,12 +501,60 @@ class Row:
         return json.dumps(self.techniques, ensure_ascii=False)
 
     @property
+    def modality_confusion(self) -> ModalityConfusion | None:
+        return modality_confusion(self.records)
+
+    @property
     def reproduce(self) -> str:
         import shlex
 
         # Ids come from untrusted records: quote them so a pasted command runs nothing else.
         task, variant = shlex.quote(self.task), shlex.quote(self.variant)
         return f"rocobench run --task {task} --variant {variant}"
+
+
+@dataclass(frozen=True)
+class ModalityConfusion:
+    """modality_acc's confusion counts summed over a row's seeds: counts[i][j] images whose
+    reference modality is references[i] and whose caption named predictions[j]."""
+
+    references: list[str]
+    predictions: list[str]
+    counts: list[list[int]]
+    n_seeds: int
+
+
+def modality_confusion(records: Sequence[RunRecord]) -> ModalityConfusion | None:
+    """From the `confusion` detail of modality_acc (JSON {reference: {predicted: count}}); a
+    malformed detail, as an untrusted record may hold, is left out."""
+    total: Counter[tuple[str, str]] = Counter()
+    seeds = 0
+    for r in records:
+        mv = r.metrics.get("modality_acc")
+        raw = mv.details.get("confusion") if mv is not None else None
+        try:
+            table = json.loads(raw) if isinstance(raw, str) else None
+        except ValueError:
+            table = None
+        if not isinstance(table, dict):
+            continue
+        cells = [
+            (str(ref), str(pred), n)
+            for ref, row in table.items()
+            if isinstance(row, dict)
+            for pred, n in row.items()
+            if isinstance(n, int) and not isinstance(n, bool) and n >= 0
+        ]
+        seeds += 1
+        for ref, pred, n in cells:
+            total[(ref, pred)] += n
+    if not total:
+        return None
+    refs = sorted({ref for ref, _ in total})
+    preds = sorted({pred for _, pred in total} | set(refs))
+    return ModalityConfusion(
+        refs, preds, [[total[(ref, pred)] for pred in preds] for ref in refs], seeds
+    )
 
 
 @dataclass
@@ -561,7 +611,14 @@ class Site:
 
 
 def _details_key(details: dict[str, Any]) -> Details:
-    return tuple(sorted(details.items()))
+    """A metric's settings: its details less those that report results (RESULT_DETAILS, such as
+    a confusion matrix), so runs scored the same way share a column."""
+    from harness.metrics import RESULT_DETAILS
+
+    return tuple(sorted((k, v) for k, v in details.items() if k not in RESULT_DETAILS))
+
+
+details_key = _details_key
 
 
 def _short_hash(data: object) -> str:

@@ -40,6 +40,7 @@ from leaderboard.model import (
     Site,
     TaskTable,
     column_order,
+    details_key,
     flat_fields,
     fmt_score,
     fmt_value,
@@ -237,7 +238,7 @@ class VariantPage:
 
     def metric_value(self, run: SeedRun, column: MetricColumn) -> str:
         mv = run.record.metrics.get(column.metric)
-        if mv is None or (mv.higher_is_better, tuple(sorted(mv.details.items()))) != (
+        if mv is None or (mv.higher_is_better, details_key(mv.details)) != (
             column.higher_is_better,
             column.details,
         ):

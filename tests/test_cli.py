@@ -48,7 +48,9 @@ def test_run_writes_records_predictions_and_samples(bench_results) -> None:
             d = run_dir(tmp / "results", "rocov2_sample", variant, seed)
             record = read_record(d / RECORD_FILE)
             assert (record.variant, record.seed, record.dataset.n_samples) == (variant, seed, 6)
-            assert set(record.metrics) == {"bleu4", "rouge_l", "meteor", "cider", "bertscore_f1"}
+            assert set(record.metrics) == {
+                "bleu4", "rouge_l", "meteor", "cider", "bertscore_f1", "concept_f1", "modality_acc"
+            }  # fmt: skip
             assert record.metrics["bertscore_f1"].details["backbone"]
             assert record.model.base == "twin:" + record.model.family
             assert record.provenance.packages["transformers"]

@@ -87,7 +87,8 @@ def compare_runs(
 ) -> list[Row]:
     """The paired comparison rows: per metric, each seed and then "all" (over several seeds)."""
     from harness import stats
-    from harness.metrics import METRICS
+    from harness.concepts import reference_concepts
+    from harness.metrics import METRICS, RESULT_DETAILS
 
     seeds = sorted(runs_a)
     first = runs_a[seeds[0]]
@@ -113,7 +114,11 @@ def compare_runs(
             raise CliError(f"metric {name!r} is not in every run (common: {', '.join(common)})")
         settings = {
             json.dumps(
-                {k: v for k, v in r.record.metrics[name].details.items() if k != "device"},
+                {
+                    k: v
+                    for k, v in r.record.metrics[name].details.items()
+                    if k != "device" and k not in RESULT_DETAILS
+                },
                 sort_keys=True,
             )
             for r in (*runs_a.values(), *runs_b.values())
@@ -131,7 +136,8 @@ def compare_runs(
             samples = [run.samples[i] for i in ids]
             if metric.resampler is not None:
                 preds = [s["prediction"] for s in samples]
-                return metric.statistic(preds, [s["reference"] for s in samples])
+                with reference_concepts([s.get("concepts") for s in samples]):
+                    return metric.statistic(preds, [s["reference"] for s in samples])
             try:
                 return stats.mean_statistic([float(s["scores"][name]) for s in samples])
             except (KeyError, TypeError):

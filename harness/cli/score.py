@@ -1,7 +1,8 @@
 """`rocobench score`: score a file of (prediction, reference) pairs with the run's metric code.
 
-PAIRS is JSON Lines, one object per line with `id`, `prediction` and `reference` (other keys are
-ignored, so a run's samples.jsonl can be scored again as it is). The texts are scored as given,
+PAIRS is JSON Lines, one object per line with `id`, `prediction` and `reference`, and optionally
+`concepts`, the reference's UMLS CUIs for the concept metrics (other keys are ignored, so a run's
+samples.jsonl can be scored again as it is). The texts are scored as given,
 except under `--profile imageclef`, which normalises both sides first. Bad input stops the
 command with one line naming the file and line, exit 2.
 """
@@ -30,6 +31,8 @@ class Pairs:
     ids: list[str | int]
     predictions: list[str]
     references: list[str]
+    # per pair, the reference CUIs where the line has `concepts` (None: extracted from the text)
+    concepts: list[list[str] | None] | None = None
 
 
 def read_pairs(path: Path) -> Pairs:
@@ -41,6 +44,7 @@ def read_pairs(path: Path) -> Pairs:
     ids: list[str | int] = []
     predictions: list[str] = []
     references: list[str] = []
+    concepts: list[list[str] | None] = []
     first_line: dict[str | int, int] = {}
     for number, line_bytes in enumerate(raw.splitlines(), start=1):
         where = f"{path}:{number}"
@@ -74,13 +78,20 @@ def read_pairs(path: Path) -> Pairs:
             raise PairsError(
                 f"{where}: duplicate id {sample_id!r} (first on line {first_line[sample_id]})"
             )
+        cuis = row.get("concepts")
+        if cuis is not None and (
+            not isinstance(cuis, list) or not all(isinstance(c, str) for c in cuis)
+        ):
+            raise PairsError(f"{where}: concepts: expected a list of strings")
         first_line[sample_id] = number
+        concepts.append(cuis)
         ids.append(sample_id)
         predictions.append(row["prediction"])
         references.append(row["reference"])
     if not ids:
         raise PairsError(f"{path}: no pairs (expected one JSON object per line)")
-    return Pairs(ids, predictions, references)
+    has_concepts = any(c is not None for c in concepts)
+    return Pairs(ids, predictions, references, concepts if has_concepts else None)
 
 
 def _json_type(value: object) -> str:
@@ -92,6 +103,7 @@ def score_pairs(
     pairs: Pairs, metrics: list[str], profile: str, resamples: int | None = None
 ) -> dict[str, MetricScore]:
     """The run pipeline's compute_metrics on the pairs, under a profile."""
+    from harness.concepts import reference_concepts
     from harness.metrics import PROFILES, compute_metrics, imageclef_normalise, profile_requests
 
     requests = profile_requests(profile, metrics)
@@ -99,7 +111,8 @@ def score_pairs(
     if PROFILES[profile].imageclef_text:
         predictions = [imageclef_normalise(t) for t in predictions]
         references = [imageclef_normalise(t) for t in references]
-    return compute_metrics(requests, predictions, references, resamples=resamples)
+    with reference_concepts(pairs.concepts):
+        return compute_metrics(requests, predictions, references, resamples=resamples)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
