@@ -13,7 +13,7 @@ CHROMEDRIVER := /usr/bin/chromedriver
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install bench test test-slow lint clean
+.PHONY: install bench gate validate test test-slow lint clean
 
 install: $(STAMP) $(WORDNET) $(CHROMEDRIVER)
 
@@ -37,6 +37,16 @@ $(CHROMEDRIVER):
 
 bench: install
 	$(BIN)/rocobench bench
+
+# Every manifest against the submission rules (CONTRIBUTING.md).
+validate: install
+	$(BIN)/rocobench validate variants/*.yaml
+
+# The regression gate: validate, run the embedded suite, compare with the committed baseline.
+# After a deliberate change: $(BIN)/rocobench regress --baseline $(BASELINE) results --update-baseline
+BASELINE ?= tests/baselines/embedded.json
+gate: validate bench
+	$(BIN)/rocobench regress --baseline $(BASELINE) results
 
 test: install
 	$(BIN)/python -m pytest -q

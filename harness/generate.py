@@ -87,6 +87,7 @@ class Prediction:
     text: str
     new_tokens: int
     sample_seed: int
+    error: str | None = None  # the image could not be loaded: no caption was generated
 
 
 @dataclass(frozen=True)
@@ -287,28 +288,45 @@ def generate_all(
     """Generate one caption per (id, image loader), `batch_size` at a time.
 
     `timings`, when given, receives one BatchTiming per batch; `fixed_new_tokens` N makes every
-    caption exactly N tokens long.
+    caption exactly N tokens long. An image that fails to load or decode gives that sample a
+    Prediction with an empty text and `error` set; the rest of its batch is generated as usual
+    (per-sample seeding: the other captions do not depend on the batch's composition).
     """
     out: list[Prediction] = []
     for batch in batches(samples, batch_size):
         clock = BatchClock() if timings is not None else None
-        images = [preprocess_image(load(), image_spec) for _, load in batch]
-        preds = generate_batch(
-            model,
-            processor,
-            family,
-            [i for i, _ in batch],
-            images,
-            prompt,
-            gen,
-            run_seed,
-            image_spec.size,
-            fixed_new_tokens,
-            clock,
-        )
-        if clock is not None and timings is not None:
-            timings.append(clock.timing(len(preds), sum(p.new_tokens for p in preds)))
-        out.extend(preds)
+        good: list[tuple[str, Image.Image]] = []
+        failed: dict[str, str] = {}
+        for sample_id, load in batch:
+            try:
+                good.append((sample_id, preprocess_image(load(), image_spec)))
+            except Exception as err:  # a corrupt or missing image: that sample only
+                failed[sample_id] = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+        made: dict[str, Prediction] = {}
+        if good:
+            preds = generate_batch(
+                model,
+                processor,
+                family,
+                [i for i, _ in good],
+                [im for _, im in good],
+                prompt,
+                gen,
+                run_seed,
+                image_spec.size,
+                fixed_new_tokens,
+                clock,
+            )
+            if clock is not None and timings is not None:
+                timings.append(clock.timing(len(preds), sum(p.new_tokens for p in preds)))
+            made = {p.id: p for p in preds}
+        done = [
+            made[i]
+            if i in made
+            else Prediction(i, "", 0, sample_seed(run_seed, i), error=failed[i])
+            for i, _ in batch
+        ]
+        out.extend(done)
         if on_batch is not None:
-            on_batch(preds)
+            on_batch(done)
     return out

@@ -170,6 +170,9 @@ class RunRecord(_Model):
     # figures such as training losses and parameters before/after pruning).
     manifest: dict[str, Any] = Field(default_factory=dict)
     build: dict[str, Any] | None = None
+    # Samples whose image could not be loaded, as {"id": ..., "error": ...}: each is scored with
+    # an empty prediction (kept in, not dropped, so a broken image cannot inflate a score).
+    errors: list[dict[str, str]] = Field(default_factory=list)
 
     @property
     def run_key(self) -> tuple[str, str, int]:

@@ -2,14 +2,26 @@
 
 A finished run is reused when its record was made from the same task spec, the same manifest and
 the same evaluated ids; otherwise the runner says which of these changed and recomputes.
+
+Crash safety: a seed's run holds `<run dir>/.lock` (fcntl.flock) while it works, so a second
+process on the same run fails fast. Generation appends each finished batch to
+`predictions.partial.jsonl` (a header line with the run's key, then one line per sample, fsynced
+per batch); a rerun whose key matches skips the samples already there. Per-sample seeding makes
+the resumed captions identical to an uninterrupted run's. Every other file is written atomically
+and record.json last.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 from harness.build import LoadedVariant, ensure_built, load_variant, resolve_device
 from harness.concepts import reference_concepts
@@ -35,6 +47,123 @@ from harness.records import (
 from harness.specs import TaskSpec, VariantSpec, spec_hash
 
 Log = Callable[[str], None]
+
+PARTIAL_FILE = "predictions.partial.jsonl"
+LOCK_FILE = ".lock"
+
+
+class RunLocked(RuntimeError):
+    """Another process holds the run directory's lock."""
+
+
+@contextmanager
+def run_lock(out_dir: Path) -> Iterator[None]:
+    """Hold `out_dir/.lock` (exclusive, non-blocking flock); RunLocked if another process has it.
+
+    The lock dies with its process, kill -9 included. The file stays behind once the run has
+    written something; a run that wrote nothing (e.g. its model failed to load) removes the lock
+    file and the folders it created, so a failed run leaves no trace.
+    """
+    created = [d for d in (out_dir, *out_dir.parents) if not d.exists()]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise RunLocked(f"{out_dir} is being written by another run (pid {holder})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            if created and [p.name for p in out_dir.iterdir()] == [LOCK_FILE]:
+                path.unlink(missing_ok=True)  # still held: no other run can have it now
+                for d in created:  # innermost first
+                    try:
+                        d.rmdir()
+                    except OSError:
+                        break
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def checkpoint_key(
+    task: TaskSpec,
+    variant: VariantSpec,
+    evalset: EvalSet,
+    seed: int,
+    fixed_new_tokens: int | None,
+) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: anything that changes a caption."""
+    return {
+        "task_sha256": spec_hash(task),
+        "manifest_sha256": spec_hash(variant),
+        "seed": seed,
+        "ids_sha256": evalset.ids_sha256,
+        "dataset_revision": evalset.revision,
+        "generation": task.generation_kwargs.model_dump(mode="json"),
+        "fixed_new_tokens": fixed_new_tokens,
+    }
+
+
+def _prediction_row(p: Prediction, text: str) -> dict[str, Any]:
+    row = {"id": p.id, "prediction": text, "raw": p.text, "new_tokens": p.new_tokens,
+           "sample_seed": p.sample_seed}  # fmt: skip
+    return row if p.error is None else row | {"error": p.error}
+
+
+def read_checkpoint(path: Path, key: Mapping[str, Any]) -> list[Prediction]:
+    """The predictions of a matching checkpoint; [] if none, another run's, or unreadable.
+
+    Lines after the header that do not parse (a torn last line from a kill mid-write) end the
+    read: everything before them was fsynced whole.
+    """
+    if not path.exists():
+        return []
+    done: list[Prediction] = []
+    with path.open(encoding="utf-8") as fh:
+        try:
+            header = json.loads(fh.readline())
+        except ValueError:
+            return []
+        if not isinstance(header, dict) or header.get("checkpoint") != dict(key):
+            return []
+        for line in fh:
+            try:
+                row = json.loads(line)
+                done.append(
+                    Prediction(
+                        id=row["id"],
+                        text=row["raw"],
+                        new_tokens=row["new_tokens"],
+                        sample_seed=row["sample_seed"],
+                        error=row.get("error"),
+                    )
+                )
+            except (ValueError, KeyError, TypeError):
+                break
+    return done
+
+
+def open_checkpoint(
+    path: Path, key: Mapping[str, Any], done: Sequence[Prediction], clean: Callable[[str], str]
+) -> IO[str]:
+    """Rewrite the checkpoint (header + `done`, torn tail dropped) atomically; open it to append."""
+    write_jsonl(
+        path,
+        [{"checkpoint": dict(key)}, *(_prediction_row(p, clean(p.text)) for p in done)],
+    )
+    return path.open("a", encoding="utf-8")
+
+
+def append_batch(fh: IO[str], preds: Sequence[Prediction], clean: Callable[[str], str]) -> None:
+    for p in preds:
+        fh.write(json.dumps(_prediction_row(p, clean(p.text)), ensure_ascii=False) + "\n")
+    fh.flush()
+    os.fsync(fh.fileno())
 
 
 def _stderr(msg: str) -> None:
@@ -107,6 +236,7 @@ def run_seed(
     metering: Metering,
     fixed_new_tokens: int | None = None,
     progress: bool = True,
+    log: Log = _stderr,
 ) -> RunRecord:
     """Generate, score and record one seed; `setup` holds the variant's build and load phases
     (shared by its seeds), `metering` the meters wrapped around the generate and score phases."""
@@ -120,33 +250,57 @@ def run_seed(
         file=sys.stderr,
         leave=False,
     )
+    clean = task.preprocessing.prediction.apply
+    partial = out_dir / PARTIAL_FILE
+    key = checkpoint_key(task, loaded.spec, evalset, seed, fixed_new_tokens)
+    wanted = set(evalset.ids)
+    done = {p.id: p for p in read_checkpoint(partial, key) if p.id in wanted}
+    if done:
+        log(
+            f"resume  {task.task} × {loaded.spec.id} seed {seed}: "
+            f"{len(done)} of {len(evalset)} images already done"
+        )
+        bar.update(len(done))
+    todo = [(i, load) for i, load in evalset.items() if i not in done]
+
+    def on_batch(preds: list[Prediction]) -> None:
+        append_batch(checkpoint, preds, clean)
+        bar.update(len(preds))
+
     timings: list[BatchTiming] = []
-    with metering.phase("generate") as generate_phase:
-        predictions: list[Prediction] = generate_all(
+    with (
+        open_checkpoint(partial, key, list(done.values()), clean) as checkpoint,
+        metering.phase("generate") as generate_phase,
+    ):
+        fresh: list[Prediction] = generate_all(
             loaded.model,
             loaded.processor,
             loaded.family,
-            evalset.items(),
+            todo,
             task.doc_to_text,
             task.generation_kwargs,
             seed,
             batch_size,
             task.preprocessing.image,
-            on_batch=lambda preds: bar.update(len(preds)),
+            on_batch=on_batch,
             fixed_new_tokens=fixed_new_tokens,
             timings=timings,
         )
     bar.close()
-    clean = task.preprocessing.prediction.apply
+    by_id = done | {p.id: p for p in fresh}
+    predictions = [by_id[i] for i in evalset.ids]
     texts = [clean(p.text) for p in predictions]
     write_jsonl(
         out_dir / PREDICTIONS_FILE,
-        (
-            {"id": p.id, "prediction": t, "raw": p.text, "new_tokens": p.new_tokens,
-             "sample_seed": p.sample_seed}
-            for p, t in zip(predictions, texts, strict=True)
-        ),
-    )  # fmt: skip
+        (_prediction_row(p, t) for p, t in zip(predictions, texts, strict=True)),
+    )
+    errors = [{"id": p.id, "error": p.error} for p in predictions if p.error is not None]
+    if errors:
+        log(
+            f"errors  {task.task} × {loaded.spec.id} seed {seed}: {len(errors)} of "
+            f"{len(predictions)} images could not be loaded (scored as empty predictions; "
+            f"first: {errors[0]['id']}: {errors[0]['error']})"
+        )
 
     requests = [(m.metric, parse_options(m.metric, m.kwargs)) for m in task.metric_list]
     with metering.phase("score") as score_phase, reference_concepts(evalset.concepts):
@@ -160,6 +314,7 @@ def run_seed(
                 "reference": ref,
                 "prediction": text,
                 "new_tokens": p.new_tokens,
+                **({} if p.error is None else {"error": p.error}),
                 "scores": {
                     name: s.per_sample[i] for name, s in scores.items() if s.per_sample is not None
                 },
@@ -172,10 +327,11 @@ def run_seed(
         ),
     )
     n = len(predictions)
+    # Figures of the images generated by this process: resumed and errored ones are left out.
     measurements = summarise(
         {**setup, "generate": generate_phase.result, "score": score_phase.result},
         timings,
-        [p.new_tokens for p in predictions],
+        [p.new_tokens for p in fresh if p.error is None],
         fixed_new_tokens=fixed_new_tokens,
         energy=metering.energy,
     )
@@ -230,8 +386,10 @@ def run_seed(
             size_bytes=loaded.size_bytes,
         ),
         provenance=provenance(str(loaded.model.device.type)),
+        errors=errors,
     )
     write_record(out_dir, record)  # written last: its presence marks the run finished
+    partial.unlink(missing_ok=True)
     return record
 
 
@@ -278,6 +436,34 @@ def run_variant(
     if not todo:
         return outcomes
 
+    with ExitStack() as locks:
+        for _, out in todo:  # fail fast, before loading the model, if another run writes here
+            locks.enter_context(run_lock(out))
+            if force:
+                (out / PARTIAL_FILE).unlink(missing_ok=True)
+        outcomes += _run_todo(
+            task, variant, todo, evalset, device=device, batch_size=batch_size,
+            progress=progress, log=log, fixed_new_tokens=fixed_new_tokens,
+            carbon_country=carbon_country,
+        )  # fmt: skip
+    return outcomes
+
+
+def _run_todo(
+    task: TaskSpec,
+    variant: VariantSpec,
+    todo: Sequence[tuple[int, Path]],
+    evalset: EvalSet,
+    *,
+    device: str,
+    batch_size: int | None,
+    progress: bool,
+    log: Log,
+    fixed_new_tokens: int | None,
+    carbon_country: str | None,
+) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+
     # codecarbon's hardware probe runs here, before and outside every timed phase
     metering = Metering.standard(resolve_device(device), carbon_country)
     with metering.phase("build") as build:  # the technique chain; ~0 s when already cached
@@ -301,6 +487,7 @@ def run_variant(
             metering=metering,
             fixed_new_tokens=fixed_new_tokens,
             progress=progress,
+            log=log,
         )
         summary = ", ".join(f"{k} {v.value:.4f}" for k, v in record.metrics.items())
         log(

@@ -199,7 +199,9 @@ class BaseModelRef(Frozen):
     revision: str | None = None
     twin: str | None = None  # a family name: the tiny random-weight twin built locally
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
-    trust_remote_code: Literal[False] = False
+    # True only for a Hub model on the allowlist (harness.submission.ALLOWLIST_PATH); the
+    # loaders never pass it on to transformers, so a model's own code is still not run.
+    trust_remote_code: bool = False
 
     @model_validator(mode="after")
     def _one_source(self) -> BaseModelRef:
@@ -214,6 +216,14 @@ class BaseModelRef(Frozen):
                 raise ValueError("an embedded twin has no revision")
         elif not self.is_local and (self.revision is None or not COMMIT.match(self.revision)):
             raise ValueError("revision: a Hub model must be pinned to a 40-hex commit id")
+        if self.trust_remote_code:
+            from harness.submission import trust_remote_code_allowlist
+
+            if self.model is None or self.model not in trust_remote_code_allowlist():
+                raise ValueError(
+                    "trust_remote_code: refused; the model is not on the allowlist "
+                    "(policy/trust_remote_code.yaml)"
+                )
         return self
 
     @property

@@ -18,6 +18,7 @@ from harness.cli import (
     export_lm_eval,
     ls,
     publish,
+    regress,
     render,
     run,
     score,
@@ -26,7 +27,19 @@ from harness.cli import (
 from harness.cli.common import EXIT_SPEC, CliError
 from harness.yamlio import SpecError
 
-SUBCOMMANDS = (run, bench, build, render, publish, score, compare, export_lm_eval, ls, validate)
+SUBCOMMANDS = (
+    run,
+    bench,
+    build,
+    render,
+    publish,
+    score,
+    compare,
+    export_lm_eval,
+    ls,
+    validate,
+    regress,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,9 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from harness.build import BuildError
         from harness.data import DatasetError
         from harness.metrics import MetricUnavailable
+        from harness.run import RunLocked
         from harness.wordnet import WordNetError
 
-        if isinstance(err, BuildError | DatasetError | MetricUnavailable | WordNetError):
+        known = BuildError | DatasetError | MetricUnavailable | RunLocked | WordNetError
+        if isinstance(err, known):
             print(f"rocobench: {err}", file=sys.stderr)
             return 1
         raise

@@ -16,23 +16,37 @@ def register(sub: argparse._SubParsersAction) -> None:
         "validate",
         help="check variant manifests or task files",
         description="Validate specs offline: one line per problem (file:line: field: message), "
-        "exit 2 when any is invalid, 0 when all are valid. Files in tasks/ are read as tasks.",
+        "exit 2 when any is invalid, 0 when all are valid. Files in tasks/ are read as tasks. "
+        "Variant manifests are held to the submission rules (CONTRIBUTING.md) unless "
+        "--schema-only is given.",
     )
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--task", action="store_true", help="treat every file as a task spec")
+    p.add_argument(
+        "--schema-only",
+        "--no-rules",
+        dest="rules",
+        action="store_false",
+        help="check variant manifests against the schema only, not the submission rules",
+    )
     p.set_defaults(func=validate)
 
 
 def validate(args: argparse.Namespace) -> int:
-    from harness.specs import load_task, load_variant
+    from harness.specs import load_task
+    from harness.submission import check_manifests
 
     problems: list[str] = []
+    variants: list[Path] = []
     for path in args.files:
-        is_task = args.task or path.resolve().parent == TASKS_DIR.resolve()
-        try:
-            (load_task if is_task else load_variant)(path)
-        except SpecError as err:
-            problems += err.problems
+        if args.task or path.resolve().parent == TASKS_DIR.resolve():
+            try:
+                load_task(path)
+            except SpecError as err:
+                problems += err.problems
+        else:
+            variants.append(path)
+    problems += check_manifests(variants, rules=args.rules)
     for p in problems:
         print(p, file=sys.stderr)
     if not problems:

@@ -1,0 +1,81 @@
+"""`rocobench regress`: the regression gate — compare a results folder with a baseline."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.cli.common import CliError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "regress",
+        help="compare results with a baseline; exit 1 on a regression",
+        description="Compare each (task, variant) metric's mean over seeds with the baseline. "
+        "Exit 1 when one is worse than its tolerance (max(abs, rel * |baseline|), in the "
+        "metric's bad direction) or when a (task, variant) or metric of the baseline is missing "
+        "from the results; exit 0 otherwise. --update-baseline rewrites the baseline instead.",
+    )
+    p.add_argument("results", type=Path, metavar="RESULTS_DIR")
+    p.add_argument("--baseline", type=Path, required=True, metavar="BASELINE.json")
+    p.add_argument(
+        "--tolerance",
+        action="append",
+        default=[],
+        metavar="METRIC=ABS[,REL]",
+        help="override a metric's tolerance (METRIC `default` for all others); repeatable",
+    )
+    p.add_argument(
+        "--update-baseline",
+        action="store_true",
+        help="write the results' means (and the tolerances) to the baseline, atomically",
+    )
+    p.add_argument("--all", action="store_true", help="list unchanged metrics too")
+    p.set_defaults(func=regress)
+
+
+def regress(args: argparse.Namespace) -> int:
+    from harness.regress import (
+        BaselineError,
+        collect,
+        compare,
+        format_table,
+        load_baseline,
+        parse_tolerance,
+        write_baseline,
+    )
+
+    try:
+        overrides = dict(parse_tolerance(t) for t in args.tolerance)
+        if args.update_baseline and not args.baseline.exists():
+            tolerances, base = {}, {}
+        else:
+            tolerances, base = load_baseline(args.baseline)
+    except BaselineError as err:
+        raise CliError(str(err)) from None
+    tolerances |= overrides
+    if not args.results.is_dir():
+        raise CliError(f"{args.results}: no such results folder")
+    current = collect(args.results)
+    if not current:
+        raise CliError(f"{args.results}: no records found")
+    changes = compare(base, current, tolerances)
+    if args.all or any(c.status != "ok" for c in changes):
+        print(format_table(changes, all_rows=args.all))
+    counts = {
+        s: sum(c.status == s for c in changes)
+        for s in ("ok", "improved", "regressed", "missing", "new")
+    }
+    print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    if args.update_baseline:
+        write_baseline(args.baseline, tolerances, current)
+        n = sum(len(m) for v in current.values() for m in v.values())
+        print(f"baseline {args.baseline} updated: {n} metric(s)")
+        return 0
+    failed = counts["regressed"] + counts["missing"]
+    if failed:
+        print(f"regression gate FAILED: {failed} metric(s) regressed or missing")
+        return 1
+    print("regression gate passed")
+    return 0
