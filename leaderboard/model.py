@@ -677,6 +677,13 @@ def _check_row(row: Row, references: dict[str, object]) -> None:
             row.scores_comparable = False
     if len(set(row.hardware)) > 1:
         row.warnings.append("seeds ran on different hardware: efficiency figures mix them")
+    errors = [len(getattr(r, "errors", None) or ()) for r in row.records]
+    if any(errors):
+        # Scored as empty captions (nothing dropped), but a data problem to fix before publishing.
+        row.warnings.append(
+            f"{sum(errors)} image(s) could not be loaded across {sum(e > 0 for e in errors)} "
+            "seed(s): scored as empty captions"
+        )
 
 
 def _aggregate_row(row: Row, columns: Sequence[MetricColumn]) -> None:

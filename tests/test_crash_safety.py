@@ -183,3 +183,8 @@ def test_a_broken_image_is_a_per_sample_error(reference, tmp_path, monkeypatch, 
     clean = [json.loads(line) for line in (ref / PREDICTIONS_FILE).read_text().splitlines()][:8]
     preds = [json.loads(line) for line in (out / PREDICTIONS_FILE).read_text().splitlines()]
     assert [p for i, p in enumerate(preds) if i != 2] == [p for i, p in enumerate(clean) if i != 2]
+    # the count shows on the page, on the variant's row
+    from leaderboard.render import render_site
+
+    page = render_site(results, tmp_path / "site").read_text()
+    assert "1 image(s) could not be loaded across 1 seed(s)" in page
