@@ -23,12 +23,13 @@ from fixtures.site_records import (
     SCORES,
     SEEDS,
     TASK,
+    bundled_dataset_ref,
     fixture_records,
     make_record,
     write_all,
 )
 
-from harness.records import DatasetRef, MetricValue, RunRecord
+from harness.records import MetricValue, RunRecord
 from leaderboard import render_site
 from leaderboard.model import metric_ci95, slug, t975
 from leaderboard.plots import Point, pareto_front, pareto_svg
@@ -409,16 +410,7 @@ def test_sample_browser_is_capped_and_a_missing_file_is_a_note(tmp_path: Path) -
 
 
 def test_thumbnails_come_from_the_local_dataset(tmp_path: Path, repo_root: Path) -> None:
-    from harness.data import local_revision
-
-    folder = repo_root / "tasks" / "data" / "rocov2_sample"
-    dataset = DatasetRef(
-        path="tasks/data/rocov2_sample",
-        revision=local_revision(folder),
-        split="test",
-        n_samples=64,
-        ids_sha256="a" * 64,
-    )
+    dataset = bundled_dataset_ref(repo_root)
     records = [
         make_record(r.variant, r.seed, {m: v.value for m, v in r.metrics.items()}, dataset=dataset)
         for r in fixture_records()

@@ -21,12 +21,12 @@ from fixtures.site_records import (
     EVIL_DESCRIPTION,
     EVIL_VARIANT,
     SAMPLE_IDS,
+    bundled_dataset_ref,
     fixture_records,
     make_record,
     write_all,
 )
 
-from harness.records import DatasetRef
 from leaderboard import render_site
 
 CHROMIUM = "/usr/bin/chromium"
@@ -58,15 +58,7 @@ from selenium.webdriver.support.ui import Select  # noqa: E402
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Path:
     """Fixture records on the bundled sample, so that thumbnails are made and shown."""
-    from harness.data import local_revision
-
-    dataset = DatasetRef(
-        path="tasks/data/rocov2_sample",
-        revision=local_revision(repo_root / "tasks" / "data" / "rocov2_sample"),
-        split="test",
-        n_samples=64,
-        ids_sha256="a" * 64,
-    )
+    dataset = bundled_dataset_ref(repo_root)
     records = [
         make_record(r.variant, r.seed, {m: v.value for m, v in r.metrics.items()}, dataset=dataset)
         for r in fixture_records()
