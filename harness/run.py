@@ -188,6 +188,19 @@ def reuse_problem(
     fixed_new_tokens: int | None = None,
 ) -> str | None:
     """None if the record at `path` can be reused; otherwise why it must be recomputed."""
+    problem = spec_reuse_problem(path, task, variant, fixed_new_tokens)
+    if problem is not None:
+        return problem
+    old = read_record(path)
+    if old.dataset.ids_sha256 != evalset.ids_sha256 or old.dataset.revision != evalset.revision:
+        return "the evaluated data changed"
+    return None
+
+
+def spec_reuse_problem(
+    path: Path, task: TaskSpec, variant: VariantSpec, fixed_new_tokens: int | None = None
+) -> str | None:
+    """`reuse_problem` without the data check: what a plan can tell before loading the data."""
     if not path.exists():
         return "no record yet"
     try:
@@ -198,8 +211,6 @@ def reuse_problem(
         return "the task spec changed"
     if old.model.manifest_sha256 != spec_hash(variant):
         return "the variant manifest changed"
-    if old.dataset.ids_sha256 != evalset.ids_sha256 or old.dataset.revision != evalset.revision:
-        return "the evaluated data changed"
     if old.measurements.metering_version < METERING_VERSION:
         return "the record predates the current metering"
     if old.measurements.fixed_new_tokens != fixed_new_tokens:

@@ -13,6 +13,7 @@ from harness.cli import main
 from harness.records import RECORD_FILE, read_jsonl, read_record, run_dir
 
 TWINS = ["tiny-qwen2-vl", "tiny-mllama", "tiny-llava"]
+REPO = Path(__file__).resolve().parent.parent
 
 
 def small_task(tmp_path: Path, repo_root: Path, **changes: str) -> Path:
@@ -129,3 +130,18 @@ def test_console_script_help() -> None:
     exe = Path(sys.executable).parent / "rocobench"
     out = subprocess.run([str(exe), "run", "--help"], capture_output=True, text=True, check=True)
     assert "--variant" in out.stdout and "--seeds" in out.stdout
+
+
+def test_plan_sees_finished_and_missing_runs(bench_results) -> None:
+    from harness.plan import format_plan, plan
+    from harness.specs import load_task, load_variant
+
+    tmp, task_path = bench_results
+    task = load_task(task_path)
+    variants = [load_variant(REPO / "variants" / "tiny-llava.yaml")]
+    planned = plan(task, variants, [1, 7], tmp / "results")  # seed 0 is rerun by another test
+    assert [(s.seed, s.problem) for s in planned[0].seeds] == [(1, None), (7, "no record yet")]
+    assert planned[0].base_status.startswith("embedded twin")
+    assert "1 of 2 runs to do, 1 finished" in format_plan(task, planned)
+    forced = plan(task, variants, [1], tmp / "results", force=True)
+    assert forced[0].seeds[0].problem == "--force was given"

@@ -8,11 +8,10 @@ import time
 from pathlib import Path
 
 from harness.cli.common import (
-    EMBEDDED_TASK,
+    EMBEDDED_SUITE,
     add_run_options,
-    all_variants,
     check_carbon_country,
-    load_task_arg,
+    load_suite_arg,
 )
 
 
@@ -20,8 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
         help="the embedded default benchmark (offline, CPU): bundled sample × tiny twins",
-        description=f"Run task {EMBEDDED_TASK} on every embedded variant and all its seeds, "
-        "then render the leaderboard.",
+        description=f"Run suite {EMBEDDED_SUITE} (tasks/suites/{EMBEDDED_SUITE}.yaml: the "
+        "bundled ROCOv2 sample × every embedded twin × its seeds), then render the leaderboard.",
     )
     add_run_options(p)
     p.add_argument("--site", type=Path, default=Path("site"), help="site folder (default: site/)")
@@ -33,12 +32,12 @@ def bench(args: argparse.Namespace) -> int:
     from leaderboard.render import render_site
 
     start = time.perf_counter()
-    task = load_task_arg(EMBEDDED_TASK)
-    variants = [v for v in all_variants() if v.is_embedded]
+    suite = load_suite_arg(EMBEDDED_SUITE)
+    task, variants = suite.task, suite.variants
     country = check_carbon_country(args.carbon_country)
     print(
         f"embedded benchmark: {task.task} × {len(variants)} variants "
-        f"({', '.join(v.id for v in variants)}) × seeds {list(task.seeds)}",
+        f"({', '.join(v.id for v in variants)}) × seeds {list(suite.seeds)}",
         file=sys.stderr,
     )
     reused = computed = 0
@@ -47,6 +46,7 @@ def bench(args: argparse.Namespace) -> int:
             task,
             variant,
             args.results,
+            seeds=suite.seeds,
             device=args.device,
             force=args.force,
             progress=not args.no_progress,

@@ -11,9 +11,10 @@ from harness.paths import TASKS_DIR, VARIANTS_DIR
 
 if TYPE_CHECKING:
     from harness.specs import TaskSpec, VariantSpec
+    from harness.suites import Suite
 
 EXIT_SPEC = 2  # a spec (YAML) problem
-EMBEDDED_TASK = "rocov2_sample"
+EMBEDDED_SUITE = "embedded"
 
 
 class CliError(RuntimeError):
@@ -46,6 +47,12 @@ def load_variant_arg(name: str) -> VariantSpec:
     from harness.specs import load_variant
 
     return load_variant(spec_path(name, VARIANTS_DIR, "variant"))
+
+
+def load_suite_arg(name: str) -> Suite:
+    from harness.suites import SUITES_DIR, load_suite
+
+    return load_suite(spec_path(name, SUITES_DIR, "suite"))
 
 
 def all_variants() -> list[VariantSpec]:

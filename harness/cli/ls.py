@@ -1,4 +1,4 @@
-"""`rocobench ls`: the tasks and variants this checkout knows."""
+"""`rocobench ls`: the tasks, suites and variants this checkout knows."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from harness.yamlio import SpecError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ls", help="list tasks and variants")
+    p = sub.add_parser("ls", help="list tasks, suites and variants")
     p.set_defaults(func=ls)
 
 
@@ -28,6 +28,16 @@ def ls(args: argparse.Namespace) -> int:
             continue
         where = f"{t.dataset_path} (bundled)" if t.is_local else t.dataset_path
         print(f"  {t.task:<18} {where} [{t.test_split}], seeds {list(t.seeds)}")
+    print("suites:")
+    from harness.suites import SUITES_DIR, load_suite
+
+    for path in sorted(SUITES_DIR.glob("*.yaml")):
+        try:
+            s = load_suite(path)
+        except SpecError as err:
+            problems += err.problems
+            continue
+        print(f"  {s.name:<18} {s.task.task} × {len(s.variants)} variants × seeds {list(s.seeds)}")
     print("variants:")
     for path in sorted(VARIANTS_DIR.glob("*.yaml")):
         try:
@@ -37,7 +47,7 @@ def ls(args: argparse.Namespace) -> int:
             continue
         base = f"twin:{v.base.twin} (embedded)" if v.is_embedded else f"{v.base.model}"
         chain = " + ".join(t.kind for t in v.techniques) or "base"
-        print(f"  {v.id:<22} {base}  [{chain}]")
+        print(f"  {v.id:<28} {base}  [{chain}]")
     for p in problems:
         print(p, file=sys.stderr)
     return EXIT_SPEC if problems else 0

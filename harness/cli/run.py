@@ -6,8 +6,10 @@ import argparse
 import time
 
 from harness.cli.common import (
+    CliError,
     add_run_options,
     check_carbon_country,
+    load_suite_arg,
     load_task_arg,
     load_variant_arg,
     parse_seeds,
@@ -17,18 +19,28 @@ from harness.cli.common import (
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
-        help="run a task on one or more variants",
-        description="Generate, score and record (task, variant, seed) runs. Finished runs whose "
-        "task, manifest and data are unchanged are reused.",
+        help="run a task on one or more variants, or a suite",
+        description="Generate, score and record (task, variant, seed) runs: --task with one or "
+        "more --variant, or a --suite (tasks/suites/NAME.yaml: a task, its variants and seeds). "
+        "Finished runs whose task, manifest and data are unchanged are reused.",
     )
-    p.add_argument("--task", required=True, help="task id (tasks/ID.yaml) or a YAML path")
+    p.add_argument("--task", help="task id (tasks/ID.yaml) or a YAML path")
     p.add_argument(
         "--variant",
-        required=True,
         action="append",
         help="variant id (variants/ID.yaml) or a YAML path; repeat for several",
     )
-    p.add_argument("--seeds", help="comma-separated seeds (default: the task's)")
+    p.add_argument(
+        "--suite",
+        help="suite id (tasks/suites/ID.yaml) or a YAML path, instead of --task/--variant; "
+        "`paper` is the study's Table I",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (variants, task, seeds; what is built, cached or finished) and exit",
+    )
+    p.add_argument("--seeds", help="comma-separated seeds (default: the suite's, else the task's)")
     p.add_argument("--batch-size", type=int, help="images per batch (default: the task's)")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     add_run_options(p)
@@ -38,9 +50,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from harness.run import run_variant
 
-    task = load_task_arg(args.task)
-    variants = [load_variant_arg(v) for v in args.variant]  # all validated before any work
-    seeds = parse_seeds(args.seeds)
+    if args.suite is not None:
+        if args.task or args.variant:
+            raise CliError("--suite names the task and variants: give it without --task/--variant")
+        suite = load_suite_arg(args.suite)
+        task, variants = suite.task, list(suite.variants)
+        seeds = parse_seeds(args.seeds) or list(suite.seeds)
+    elif args.task and args.variant:
+        task = load_task_arg(args.task)
+        variants = [load_variant_arg(v) for v in args.variant]  # all validated before any work
+        seeds = parse_seeds(args.seeds)
+    else:
+        raise CliError("give --task and at least one --variant, or --suite")
+    if args.dry_run:
+        from harness.plan import format_plan, plan
+
+        if args.limit is not None:
+            raise CliError("--dry-run plans whole runs; --limit runs are not planned")
+        print(format_plan(task, plan(
+            task, variants, seeds or task.seeds, args.results,
+            fixed_new_tokens=args.fixed_new_tokens, force=args.force,
+        )))  # fmt: skip
+        return 0
     country = check_carbon_country(args.carbon_country)
     start = time.perf_counter()
     for variant in variants:
