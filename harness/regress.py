@@ -4,14 +4,22 @@ For each (task, variant) in the baseline, each metric's mean over seeds (from th
 `harness.records.find_records`) is compared with the baseline's mean. A change in the metric's bad
 direction (`MetricValue.higher_is_better`) larger than its tolerance is a regression; a
 (task, variant) or metric missing from the results is a failure too. The allowed change is
-`max(abs, rel * |baseline|)`; tolerances are stored in the baseline file (`default` and
-per-metric) and may be overridden per run.
+
+    max(abs, rel * |baseline|, ci * sqrt(h_baseline² + h_current²))
+
+where h is the half-width of the metric's 95 % bootstrap interval over images (the records'
+`ci95`, averaged over seeds): with `ci` 1 a change must exceed the 95 % interval of the difference
+of two independent estimates, i.e. be statistically significant, not sampling noise. That matters
+for variants whose weights come out of training: a different CPU (instruction set, thread count)
+sums in another order, the trained weights differ in the last bits, and sampled captions diverge;
+exact equality only holds for builds made on the same machine. Tolerances are stored in the
+baseline file (`default` and per-metric) and may be overridden per run.
 
 Baseline file (JSON):
     {"format": 1,
-     "tolerances": {"default": {"abs": 1e-4, "rel": 0.0}, "<metric>": {"abs": …, "rel": …}},
+     "tolerances": {"default": {"abs": 1e-4, "rel": 0.0, "ci": 0.0}, "<metric>": {…}},
      "results": {"<task>": {"<variant>": {"<metric>": {"mean": …, "higher_is_better": …,
-                                                      "n_seeds": …}}}}}
+                                                      "n_seeds": …, "ci95_half": …}}}}}
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from harness.records import find_records, write_json
 BASELINE_FORMAT = 1
 # The embedded twins are deterministic on one machine; across CPUs floats differ at ~1e-6.
 # 1e-4 absorbs that and still catches any real change of a score in [0, 1] (CIDEr: [0, 10]).
-DEFAULT_TOLERANCE = {"abs": 1e-4, "rel": 0.0}
+DEFAULT_TOLERANCE = {"abs": 1e-4, "rel": 0.0, "ci": 0.0}
 
 
 class BaselineError(ValueError):
@@ -39,12 +47,15 @@ class BaselineError(ValueError):
 class Tolerance:
     abs: float = DEFAULT_TOLERANCE["abs"]
     rel: float = DEFAULT_TOLERANCE["rel"]
+    ci: float = DEFAULT_TOLERANCE["ci"]
 
-    def allowed(self, baseline: float) -> float:
-        return max(self.abs, self.rel * abs(baseline))
+    def allowed(self, baseline: MetricMean, current: MetricMean | None = None) -> float:
+        halves = [m.ci95_half for m in (baseline, current) if m and m.ci95_half is not None]
+        noise = math.hypot(*halves) if halves else 0.0
+        return max(self.abs, self.rel * abs(baseline.mean), self.ci * noise)
 
     def as_dict(self) -> dict[str, float]:
-        return {"abs": self.abs, "rel": self.rel}
+        return {"abs": self.abs, "rel": self.rel, "ci": self.ci}
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,7 @@ class MetricMean:
     mean: float
     higher_is_better: bool
     n_seeds: int
+    ci95_half: float | None = None  # mean half-width of the seeds' 95 % bootstrap intervals
 
 
 @dataclass(frozen=True)
@@ -79,37 +91,42 @@ Table = dict[str, dict[str, dict[str, MetricMean]]]  # task -> variant -> metric
 
 
 def parse_tolerance(text: str) -> tuple[str, Tolerance]:
-    """`METRIC=ABS[,REL]` (METRIC may be `default`)."""
+    """`METRIC=ABS[,REL[,CI]]` (METRIC may be `default`)."""
     name, sep, values = text.partition("=")
     parts = values.split(",")
     try:
-        if not sep or not name.strip() or not 1 <= len(parts) <= 2:
+        if not sep or not name.strip() or not 1 <= len(parts) <= 3:
             raise ValueError
         nums = [float(p) for p in parts]
         if any(n < 0 or math.isnan(n) for n in nums):
             raise ValueError
     except ValueError:
         raise BaselineError(
-            f"--tolerance: expected METRIC=ABS[,REL] with non-negative numbers, got {text!r}"
+            f"--tolerance: expected METRIC=ABS[,REL[,CI]] with non-negative numbers, got {text!r}"
         ) from None
-    return name.strip(), Tolerance(nums[0], nums[1] if len(nums) == 2 else 0.0)
+    nums += [0.0] * (3 - len(nums))
+    return name.strip(), Tolerance(*nums)
 
 
 def collect(results: Path) -> Table:
     """Mean of every metric over seeds, per (task, variant), from the records under `results`."""
     values: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    halves: dict[tuple[str, str, str], list[float | None]] = defaultdict(list)
     direction: dict[tuple[str, str, str], bool] = {}
     for _, record in find_records(results):
         for name, mv in record.metrics.items():
             key = (record.task, record.variant, name)
             values[key].append(mv.value)
+            halves[key].append(None if mv.ci95 is None else (mv.ci95[1] - mv.ci95[0]) / 2)
             direction[key] = mv.higher_is_better
     table: Table = {}
     for (task, variant, name), vals in sorted(values.items()):
+        known = [h for h in halves[(task, variant, name)] if h is not None and math.isfinite(h)]
         table.setdefault(task, {}).setdefault(variant, {})[name] = MetricMean(
             mean=math.fsum(vals) / len(vals),
             higher_is_better=direction[(task, variant, name)],
             n_seeds=len(vals),
+            ci95_half=math.fsum(known) / len(known) if len(known) == len(vals) else None,
         )
     return table
 
@@ -125,14 +142,19 @@ def load_baseline(path: Path) -> tuple[dict[str, Tolerance], Table]:
         if data.get("format") != BASELINE_FORMAT:
             raise BaselineError(f"{path}: format must be {BASELINE_FORMAT}")
         tolerances = {
-            name: Tolerance(float(t.get("abs", 0.0)), float(t.get("rel", 0.0)))
+            name: Tolerance(
+                float(t.get("abs", 0.0)), float(t.get("rel", 0.0)), float(t.get("ci", 0.0))
+            )
             for name, t in (data.get("tolerances") or {}).items()
         }
         table: Table = {
             task: {
                 variant: {
                     name: MetricMean(
-                        float(m["mean"]), bool(m["higher_is_better"]), int(m.get("n_seeds", 0))
+                        float(m["mean"]),
+                        bool(m["higher_is_better"]),
+                        int(m.get("n_seeds", 0)),
+                        None if m.get("ci95_half") is None else float(m["ci95_half"]),
                     )
                     for name, m in metrics.items()
                 }
@@ -159,6 +181,7 @@ def baseline_json(tolerances: dict[str, Tolerance], table: Table) -> dict[str, A
                         "mean": m.mean,
                         "higher_is_better": m.higher_is_better,
                         "n_seeds": m.n_seeds,
+                        "ci95_half": m.ci95_half,
                     }
                     for name, m in sorted(metrics.items())
                 }
@@ -183,8 +206,8 @@ def compare(base: Table, current: Table, tolerances: dict[str, Tolerance]) -> li
         for variant, metrics in sorted(variants.items()):
             now = current.get(task, {}).get(variant)
             for name, b in sorted(metrics.items()):
-                allowed = tolerance_for(tolerances, name).allowed(b.mean)
                 c = None if now is None else now.get(name)
+                allowed = tolerance_for(tolerances, name).allowed(b, c)
                 if c is None:
                     changes.append(Change(task, variant, name, b.mean, None, allowed, "missing"))
                     continue

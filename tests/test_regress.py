@@ -57,9 +57,11 @@ def plant(results: Path, variant: str, metric: str, delta: float, *, lower_bette
 def test_baseline_holds_means_and_tolerances(baseline):
     data = json.loads(baseline.read_text())
     assert data["format"] == 1
-    assert data["tolerances"]["default"] == {"abs": 1e-4, "rel": 0.0}
+    assert data["tolerances"]["default"] == {"abs": 1e-4, "rel": 0.0, "ci": 0.0}
     entry = data["results"][TASK]["qwen-qlora"]["bleu4"]
-    assert entry == {"mean": pytest.approx(0.0093), "higher_is_better": True, "n_seeds": 3}
+    assert entry == {
+        "mean": pytest.approx(0.0093), "higher_is_better": True, "n_seeds": 3, "ci95_half": None
+    }  # fmt: skip
 
 
 def test_unchanged_results_pass(capsys, baseline, results):
@@ -167,8 +169,9 @@ def test_committed_embedded_baseline_is_well_formed():
     # pipeline that writes empty captions must still fail it: ROUGE-L and BERTScore fall to 0.
     for metrics in variants.values():
         for name in ("rouge_l", "bertscore_f1"):
-            baseline = metrics[name].mean
-            assert baseline > max(default.abs, default.rel * abs(baseline)), (name, baseline)
+            baseline = metrics[name]
+            assert baseline.ci95_half is not None, name
+            assert baseline.mean > default.allowed(baseline, baseline), (name, baseline)
     embedded = {p.stem for p in (REPO / "variants").glob("tiny-*.yaml")}
     assert set(variants) == embedded
     assert all(m.n_seeds == 3 for metrics in variants.values() for m in metrics.values())
@@ -178,3 +181,43 @@ def test_collect_means_over_seeds(results):
     table = collect(results)
     assert table[TASK]["llama-base"]["bleu4"].mean == pytest.approx(0.0049)
     assert table[TASK]["llama-base"]["bleu4"].n_seeds == 3
+
+
+def with_interval(results: Path, variant: str, metric: str, shift: float, half: float) -> None:
+    """Rewrite a variant's records: `metric` shifted by `shift`, with a ±`half` 95 % interval."""
+    for i, seed in enumerate(SEEDS):
+        scores = {m: vals[i] for m, vals in SCORES[variant].items()}
+        record = make_record(variant, seed, scores)
+        metrics = dict(record.metrics)
+        value = scores[metric] + shift
+        metrics[metric] = MetricValue(
+            value=value, higher_is_better=True, ci95=(value - half, value + half)
+        )
+        write_record(
+            run_dir(results, TASK, variant, seed), record.model_copy(update={"metrics": metrics})
+        )
+
+
+def test_collect_averages_interval_half_widths(results):
+    with_interval(results, "llama-base", "bleu4", 0.0, 0.01)
+    table = collect(results)
+    assert table[TASK]["llama-base"]["bleu4"].ci95_half == pytest.approx(0.01)
+    assert table[TASK]["llama-base"]["rouge_l"].ci95_half is None  # no intervals recorded
+
+
+def test_ci_tolerance_separates_noise_from_significant_drops(capsys, tmp_path, results):
+    with_interval(results, "llama-base", "bleu4", 0.0, 0.01)
+    path = tmp_path / "noise.json"
+    assert main(["regress", "--baseline", str(path), str(results), "--update-baseline",
+                 "--tolerance", "default=0.0001,0,1"]) == 0  # fmt: skip
+    assert json.loads(path.read_text())["tolerances"]["default"]["ci"] == 1.0
+    # a drop of 0.012 is inside the difference's interval (0.01·√2 ≈ 0.0141): noise
+    with_interval(results, "llama-base", "bleu4", -0.012, 0.01)
+    assert gate(capsys, "--baseline", path, results)[0] == 0
+    # ... and fails once the tolerance ignores the intervals
+    rc, out = gate(capsys, "--baseline", path, results, "--tolerance", "default=0.0001")
+    assert rc == 1 and "REGRESSED" in out
+    # a drop of 0.016 is beyond it: a significant regression
+    with_interval(results, "llama-base", "bleu4", -0.016, 0.01)
+    rc, out = gate(capsys, "--baseline", path, results)
+    assert rc == 1 and "llama-base" in out and "0.014142" in out

@@ -13,8 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "regress",
         help="compare results with a baseline; exit 1 on a regression",
         description="Compare each (task, variant) metric's mean over seeds with the baseline. "
-        "Exit 1 when one is worse than its tolerance (max(abs, rel * |baseline|), in the "
-        "metric's bad direction) or when a (task, variant) or metric of the baseline is missing "
+        "Exit 1 when one is worse than its tolerance (max(abs, rel * |baseline|, ci * the "
+        "half-width of the 95% bootstrap interval of the difference), in the metric's bad "
+        "direction) or when a (task, variant) or metric of the baseline is missing "
         "from the results; exit 0 otherwise. --update-baseline rewrites the baseline instead.",
     )
     p.add_argument("results", type=Path, metavar="RESULTS_DIR")
@@ -23,8 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--tolerance",
         action="append",
         default=[],
-        metavar="METRIC=ABS[,REL]",
-        help="override a metric's tolerance (METRIC `default` for all others); repeatable",
+        metavar="METRIC=ABS[,REL[,CI]]",
+        help="override a metric's tolerance (METRIC `default` for all others; CI: how many "
+        "95%% interval half-widths of the difference are noise); repeatable",
     )
     p.add_argument(
         "--update-baseline",
