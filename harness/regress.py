@@ -1,7 +1,7 @@
 """The regression gate: compare a results folder's metrics with a committed baseline.
 
 For each (task, variant) in the baseline, each metric's mean over seeds (from the records,
-`harness.records.find_records`) is compared with the baseline's mean. A change in the metric's bad
+`harness.records.find_records`, natural-length runs of real weights only) is compared with the baseline's mean. A change in the metric's bad
 direction (`MetricValue.higher_is_better`) larger than its tolerance is a regression; a
 (task, variant) or metric missing from the results is a failure too. The allowed change is
 
@@ -114,6 +114,8 @@ def collect(results: Path) -> Table:
     halves: dict[tuple[str, str, str], list[float | None]] = defaultdict(list)
     direction: dict[tuple[str, str, str], bool] = {}
     for _, record in find_records(results):
+        if record.measurements.fixed_new_tokens or record.model.random_weights:
+            continue  # speed runs (forced lengths, random weights) say nothing of quality
         for name, mv in record.metrics.items():
             key = (record.task, record.variant, name)
             values[key].append(mv.value)

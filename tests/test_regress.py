@@ -221,3 +221,11 @@ def test_ci_tolerance_separates_noise_from_significant_drops(capsys, tmp_path, r
     with_interval(results, "llama-base", "bleu4", -0.016, 0.01)
     rc, out = gate(capsys, "--baseline", path, results)
     assert rc == 1 and "llama-base" in out and "0.014142" in out
+
+
+def test_fixed_length_runs_stay_out_of_the_means(results):
+    before = collect(results)[TASK]["llama-base"]["bleu4"]
+    scores = {m: 0.9 for m in SCORES["llama-base"]}
+    speed = make_record("llama-base", 0, scores, measurements={"fixed_new_tokens": 128})
+    write_record(run_dir(results, TASK, "llama-base", 0).with_name("seed-0-fixed-128"), speed)
+    assert collect(results)[TASK]["llama-base"]["bleu4"] == before
