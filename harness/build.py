@@ -57,6 +57,7 @@ class LoadedVariant:
     revision: str | None
     dtype: str
     built: BuiltVariant | None = None
+    random_weights: bool = False  # --random-weights: architecture only (harness.random_weights)
 
     @property
     def manifest_sha256(self) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,6 +202,37 @@ def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+def batch_inputs(
+    model: Any,
+    processor: Any,
+    family: Family,
+    images: Sequence[Image.Image],
+    prompt: str,
+    image_size: tuple[int, int],
+) -> Any:
+    """The processor's batch for one prompt over `images`, on the model's device and dtype.
+
+    Padding is on the left (decoder-only generation). Every row holds the same prompt and an
+    image of the task's one size, so rows have equal lengths and no padding: sorting a run by
+    prompt length, as servers do with mixed requests, would change nothing here
+    (tests/test_generation_perf.py checks it for each family).
+    """
+    text, add_special = build_prompt(processor, prompt)
+    processor.tokenizer.padding_side = "left"
+    inputs = processor(
+        text=[text] * len(images),
+        images=[[im] for im in images],
+        return_tensors="pt",
+        padding=True,
+        add_special_tokens=add_special,
+        **family.processor_kwargs(image_size),
+    ).to(model.device)
+    for key, value in inputs.items():  # pixel inputs follow the model's dtype
+        if torch.is_floating_point(value):
+            inputs[key] = value.to(model.dtype)
+    return inputs
+
+
 @torch.inference_mode()
 def generate_batch(
     model: Any,
@@ -215,21 +246,16 @@ def generate_batch(
     image_size: tuple[int, int],
     fixed_new_tokens: int | None = None,
     clock: BatchClock | None = None,
+    generate_options: Mapping[str, Any] | None = None,
 ) -> list[Prediction]:
-    text, add_special = build_prompt(processor, prompt)
-    processor.tokenizer.padding_side = "left"  # decoder-only generation pads on the left
-    inputs = processor(
-        text=[text] * len(images),
-        images=[[im] for im in images],
-        return_tensors="pt",
-        padding=True,
-        add_special_tokens=add_special,
-        **family.processor_kwargs(image_size),
-    ).to(model.device)
-    for key, value in inputs.items():  # pixel inputs follow the model's dtype
-        if torch.is_floating_point(value):
-            inputs[key] = value.to(model.dtype)
+    """`generate_options` set further GenerationConfig fields (benchmarks try
+    `cache_implementation` with them; a run passes none)."""
+    inputs = batch_inputs(model, processor, family, images, prompt, image_size)
     config = pinned_generation_config(model, processor, gen, fixed_new_tokens)
+    if generate_options:
+        unknown = config.update(**generate_options)
+        if unknown:
+            raise TypeError(f"not generation options: {', '.join(sorted(unknown))}")
     seeds = [sample_seed(run_seed, i) for i in ids]
     processors = [SeededSampler(seeds, gen, model.device)] if gen.do_sample else []
 
@@ -284,6 +310,7 @@ def generate_all(
     *,
     fixed_new_tokens: int | None = None,
     timings: list[BatchTiming] | None = None,
+    generate_options: Mapping[str, Any] | None = None,
 ) -> list[Prediction]:
     """Generate one caption per (id, image loader), `batch_size` at a time.
 
@@ -316,6 +343,7 @@ def generate_all(
                 image_spec.size,
                 fixed_new_tokens,
                 clock,
+                generate_options,
             )
             if clock is not None and timings is not None:
                 timings.append(clock.timing(len(preds), sum(p.new_tokens for p in preds)))

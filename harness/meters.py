@@ -218,7 +218,7 @@ class TorchCudaMemory:
         import torch
 
         self._cuda = torch.cuda
-        self._devices = range(torch.cuda.device_count())
+        self._devices = metered_cuda_devices()
         self._marks = HighWater(self._read, self._reset)
 
     def _read(self) -> tuple[float, float]:
@@ -239,6 +239,19 @@ class TorchCudaMemory:
             "peak_gpu_allocated_mib": round(allocated, 1),
             "peak_gpu_reserved_mib": round(reserved, 1),
         }
+
+
+def metered_cuda_devices() -> list[int]:
+    """The CUDA devices this process meters: every visible one, or in a data-parallel process
+    group (`harness.distributed`) only its own, so that the ranks' figures add up."""
+    import torch
+
+    from harness.distributed import current
+
+    group = current()
+    if group is not None and group.device == "cuda":
+        return [torch.cuda.current_device()]
+    return list(range(torch.cuda.device_count()))
 
 
 # --------------------------------------------------------------------------- NVML
@@ -282,7 +295,7 @@ class NvmlMeter:
             if not torch.cuda.is_available():
                 return None
             pynvml.nvmlInit()
-            handles = [_nvml_handle(pynvml, torch, i) for i in range(torch.cuda.device_count())]
+            handles = [_nvml_handle(pynvml, torch, i) for i in metered_cuda_devices()]
         except Exception as err:  # no driver, no library, an unknown device: no GPU figures
             log.info("NVML unavailable (%s): GPU energy and utilisation not measured", err)
             return None

@@ -54,6 +54,9 @@ class ModelRef(_Model):
     manifest_sha256: str
     n_parameters: int
     size_bytes: int  # bytes of the weights as loaded
+    # True for `--random-weights` runs: the published architecture with random weights, for
+    # time and memory only (not scored, kept apart in seed-<n>-random/, off the leaderboard).
+    random_weights: bool = False
 
 
 class Hardware(_Model):
@@ -94,6 +97,16 @@ class PhaseFigures(_Model):
     gpu_energy_j: float | None = None  # NVML energy counter delta (measured)
     cpu_energy_j: float | None = None
     ram_energy_j: float | None = None
+
+
+class RankFigures(_Model):
+    """One process of a data-parallel run (`harness.distributed`): its own generation figures."""
+
+    rank: int
+    host: str
+    device: str  # "cpu" or "cuda:<local rank>"
+    n_images: int  # images this rank generated
+    generate: PhaseFigures
 
 
 class Measurements(_Model):
@@ -146,6 +159,9 @@ class Measurements(_Model):
     carbon_country: str | None = None  # ISO 3166-1 alpha-3 whose grid intensity is applied
     carbon_intensity_g_per_kwh: float | None = None
     phases: dict[str, PhaseFigures] = Field(default_factory=dict)
+    # Data-parallel runs only: each rank's generation figures. The figures above then combine
+    # them: wall time of the slowest rank, energy summed, peak memory the largest.
+    ranks: list[RankFigures] = Field(default_factory=list)
 
 
 class RunRecord(_Model):

@@ -1,9 +1,10 @@
 """The regression gate: compare a results folder's metrics with a committed baseline.
 
 For each (task, variant) in the baseline, each metric's mean over seeds (from the records,
-`harness.records.find_records`, natural-length runs of real weights only) is compared with the baseline's mean. A change in the metric's bad
-direction (`MetricValue.higher_is_better`) larger than its tolerance is a regression; a
-(task, variant) or metric missing from the results is a failure too. The allowed change is
+`harness.records.find_records`; natural-length runs of real weights only) is compared with the
+baseline's mean. A change in the metric's bad direction (`MetricValue.higher_is_better`) larger
+than its tolerance is a regression; a (task, variant) or metric missing from the results is a
+failure too. The allowed change is
 
     max(abs, rel * |baseline|, ci * sqrt(h_baseline² + h_current²))
 

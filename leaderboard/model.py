@@ -857,7 +857,8 @@ def load_site(results_dir: Path) -> Site:
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise ValueError(f"results folder {results_dir} does not exist")
-    found = find_records(results_dir)
+    # `--random-weights` runs time an architecture with noise for captions: never on the board
+    found = [(p, r) for p, r in find_records(results_dir) if not r.model.random_weights]
     if not found:
         raise ValueError(f"no run records ({RECORD_FILE}) found under {results_dir}")
     pairs = [

@@ -22,6 +22,7 @@ from harness.cli import (
     render,
     run,
     score,
+    sweep,
     validate,
 )
 from harness.cli.common import EXIT_SPEC, CliError
@@ -29,6 +30,7 @@ from harness.yamlio import SpecError
 
 SUBCOMMANDS = (
     run,
+    sweep,
     bench,
     build,
     render,

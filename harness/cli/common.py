@@ -70,11 +70,21 @@ def parse_seeds(text: str | None) -> list[int] | None:
         raise CliError(f"--seeds: expected comma-separated integers, got {text!r}") from None
 
 
-def add_run_options(p: argparse.ArgumentParser) -> None:
-    """Options every command that runs models shares."""
-    p.add_argument(
-        "--results", type=Path, default=Path("results"), help="records folder (default: results/)"
-    )
+def add_run_options(p: argparse.ArgumentParser, *, uri: bool = False) -> None:
+    """Options every command that runs models shares; `uri`: --results may be an fsspec URI."""
+    if uri:
+        p.add_argument(
+            "--results",
+            default="results",
+            help="records folder or fsspec URI (s3://…, gs://…, file://…; default: results/)",
+        )
+    else:
+        p.add_argument(
+            "--results",
+            type=Path,
+            default=Path("results"),
+            help="records folder (default: results/)",
+        )
     p.add_argument(
         "--device",
         choices=["auto", "cpu", "cuda"],

@@ -43,6 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", help="comma-separated seeds (default: the suite's, else the task's)")
     p.add_argument("--batch-size", type=int, help="images per batch (default: the task's)")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
+    p.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="time the base's published architecture at full size with random weights on "
+        "synthetic images (nothing downloaded; not scored; recorded in seed-<n>-random/)",
+    )
     add_run_options(p)
     p.set_defaults(func=run)
 
@@ -67,12 +73,17 @@ def run(args: argparse.Namespace) -> int:
 
         if args.limit is not None:
             raise CliError("--dry-run plans whole runs; --limit runs are not planned")
+        if args.random_weights:
+            raise CliError("--dry-run plans runs of real weights; --random-weights is not planned")
         print(format_plan(task, plan(
             task, variants, seeds or task.seeds, args.results,
             fixed_new_tokens=args.fixed_new_tokens, force=args.force,
         )))  # fmt: skip
         return 0
     country = check_carbon_country(args.carbon_country)
+    from harness import distributed
+
+    distributed.join(args.device)  # under torchrun / accelerate launch: one data-parallel rank
     start = time.perf_counter()
     for variant in variants:
         run_variant(
@@ -87,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             fixed_new_tokens=args.fixed_new_tokens,
             carbon_country=country,
+            random_weights=args.random_weights,
         )
-    print(f"records under {args.results}/{task.task}/ ({time.perf_counter() - start:.1f} s)")
+    if distributed.is_main():
+        print(f"records under {args.results}/{task.task}/ ({time.perf_counter() - start:.1f} s)")
     return 0
