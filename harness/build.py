@@ -128,9 +128,6 @@ def _data_fingerprint(task_id: str) -> dict[str, str]:
 
 def build_key(spec: VariantSpec) -> str:
     """What the built artefact depends on; any change makes a new build."""
-    import torch
-    import transformers
-
     from harness.twins import twin_dir
 
     parts: dict[str, Any] = {"format": BUILD_FORMAT, "manifest": spec_hash(spec)}
@@ -150,14 +147,22 @@ def build_key(spec: VariantSpec) -> str:
 
             teachers.append(build_key(load_variant_arg(teacher.variant)))
     parts["data"], parts["teachers"] = data, teachers
+    parts["versions"] = library_versions()
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """The libraries a build's bytes depend on (part of every build key)."""
+    import torch
+    import transformers
+
     versions = {"torch": torch.__version__, "transformers": transformers.__version__}
     for name in ("peft", "bitsandbytes"):
         try:
             versions[name] = __import__(name).__version__
         except ImportError:
             versions[name] = "absent"
-    parts["versions"] = versions
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return versions
 
 
 def build_folder(spec: VariantSpec, key: str) -> Path:

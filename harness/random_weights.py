@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import sys
@@ -42,11 +41,13 @@ from harness.build import (
     _dtype,
     _state_from_json,
     _state_to_json,
+    library_versions,
     resolve_device,
 )
 from harness.data import EvalSet, load_split
 from harness.families import family_for_model_type
 from harness.paths import cache_dir
+from harness.records import atomic_folder
 from harness.specs import TaskSpec, VariantSpec, spec_hash
 from harness.techniques.context import BuildContext, ModelState, load_model
 
@@ -201,9 +202,7 @@ def build_random_base(model_id: str, *, device: str = "cpu", log: Log = _stderr)
     log(f"random  {model_id}: building its published architecture with random weights")
     model, processor = random_model(model_id, device=device)
     twin = build_twin(family_for_model_type(model.config.model_type).name)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         model.save_pretrained(tmp)
         del model
         _release_gpu_memory()  # the run's load phase then starts from an empty allocator
@@ -215,13 +214,6 @@ def build_random_base(model_id: str, *, device: str = "cpu", log: Log = _stderr)
             "tokenizer": f"the tiny twin's ({twin.name})",
         }
         (tmp / "rocobench_random.json").write_text(json.dumps(note, indent=2) + "\n")
-        try:
-            os.replace(tmp, out)  # atomic: a concurrent builder of the same base wins or loses
-        except OSError:
-            if not (out / "config.json").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -257,16 +249,9 @@ def random_base(spec: VariantSpec, device: str = "cpu", log: Log = _stderr) -> t
 
 def _qlora_untrained(ctx: BuildContext, spec: Any) -> None:
     """`qlora` without training: NF4 base plus the adapter at peft's initialisation."""
-    from harness.techniques.qlora import add_lora
-    from harness.techniques.quantize import quantization_kwargs
+    from harness.techniques.qlora import add_lora, load_quantized_base
 
-    if ctx.state.adapter is not None:
-        ctx.materialise("merged-before-qlora")
-    if ctx.state.pruned:
-        raise ValueError("qlora: a pruned model cannot be loaded in 4-bit; prune after qlora")
-    if not ctx.state.quantization:
-        ctx.state.quantization = quantization_kwargs(spec.quantize, ctx.family, ctx.device)
-    model = add_lora(ctx.load(), ctx.family, spec)
+    model = add_lora(load_quantized_base(ctx, spec), ctx.family, spec)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     folder = ctx.new_stage("qlora-adapter")
     model.save_pretrained(folder)
@@ -303,21 +288,13 @@ def _step(technique: Any) -> Callable[[BuildContext, Any], None]:
 
 
 def random_build_key(spec: VariantSpec, base: Path) -> str:
-    import torch
-    import transformers
-
     parts = {
         "format": FORMAT,
         "random_weights": True,
         "manifest": spec_hash(spec),
         "base": base.name,
-        "versions": [torch.__version__, transformers.__version__],
+        "versions": library_versions(),
     }
-    for name in ("peft", "bitsandbytes"):
-        try:
-            parts[name] = __import__(name).__version__
-        except ImportError:
-            parts[name] = "absent"
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 

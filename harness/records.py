@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -216,6 +217,24 @@ def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_folder(out: Path, marker: str = "config.json") -> Iterator[Path]:
+    """A temp folder beside `out`, renamed to `out` when the block succeeds: readers never see a
+    half-written model. A concurrent builder of the same folder wins or loses (the loser's copy,
+    identical by construction, is dropped when `out/marker` already exists)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield tmp
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            if not (out / marker).exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -11,14 +11,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from harness.families import FAMILIES, Family
 from harness.paths import REPO_ROOT, cache_dir
+from harness.records import atomic_folder
 
 TOKENIZER_CORPUS = (
     REPO_ROOT / "tasks/data/rocov2_sample/source/rocov2_test_sample/test_captions_first177.csv"
@@ -114,19 +112,10 @@ def build_twin(family_name: str, seed: int = 0) -> Path:
     if family.bos is not None:
         model.generation_config.bos_token_id = ids[family.bos]
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         (tmp / "rocobench_twin.json").write_text(
             json.dumps(twin_recipe(family, seed), indent=2, sort_keys=True) + "\n"
         )
-        try:
-            os.replace(tmp, out)  # atomic: a concurrent builder of the same recipe wins or loses
-        except OSError:
-            if not (out / "config.json").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -59,19 +59,24 @@ def add_lora(model: Any, family: Family, spec: QLoraSpec) -> Any:
     return get_peft_model(model, config)
 
 
-def apply(ctx: Any, spec: QLoraSpec) -> None:
-    from peft import prepare_model_for_kbit_training
-
-    from harness.paths import TASKS_DIR
-    from harness.specs import load_task
-
+def load_quantized_base(ctx: Any, spec: QLoraSpec) -> Any:
+    """The chain's model so far, loaded in 4-bit: an earlier adapter merged first."""
     if ctx.state.adapter is not None:
         ctx.materialise("merged-before-qlora")
     if ctx.state.pruned:
         raise ValueError("qlora: a pruned model cannot be loaded in 4-bit; prune after qlora")
     if not ctx.state.quantization:
         ctx.state.quantization = quantization_kwargs(spec.quantize, ctx.family, ctx.device)
-    model = ctx.load()
+    return ctx.load()
+
+
+def apply(ctx: Any, spec: QLoraSpec) -> None:
+    from peft import prepare_model_for_kbit_training
+
+    from harness.paths import TASKS_DIR
+    from harness.specs import load_task
+
+    model = load_quantized_base(ctx, spec)
     model = prepare_model_for_kbit_training(
         model, use_gradient_checkpointing=spec.gradient_checkpointing
     )
