@@ -15,7 +15,7 @@ import hashlib
 import json
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from harness.techniques.context import ModelState, load_model
 BUILD_FILE = "build.json"
 BUILD_FORMAT = 1
 Log = Callable[[str], None]
+Step = Callable[[Any, Any], None]  # (BuildContext, technique spec): one technique applied
 
 
 class BuildError(RuntimeError):
@@ -229,12 +230,24 @@ def _build(
     device: str,
     progress: bool,
     log: Log,
+    steps: Sequence[Step] | None = None,
+    mode: str = "",
 ) -> BuiltVariant:
+    """Apply the technique chain into `folder`; build.json last. `steps` replaces each technique's
+    registered `apply` (random-weight builds), `mode` labels such a build in logs and build.json."""
     from transformers import AutoConfig, AutoProcessor
 
     from harness.techniques import TECHNIQUES
     from harness.techniques.context import BuildContext
 
+    if steps is None:
+        steps = []
+        for technique in spec.techniques:
+            apply = TECHNIQUES.get(technique.kind).apply
+            if apply is None:
+                raise BuildError(f"technique {technique.kind!r} has no builder")
+            steps.append(apply)
+    label = f"{spec.id} ({mode})" if mode else spec.id
     device = resolve_device(device)
     chain = [t.kind for t in spec.techniques]
     if folder.exists():
@@ -252,19 +265,16 @@ def _build(
         manifest_dir=spec.source.parent if spec.source else None,
         log=log,
     )
-    log(f"build   {spec.id}: {' → '.join(chain)} (key {key[:16]})")
+    log(f"build   {label}: {' → '.join(chain)} (key {key[:16]})")
     try:
-        for step, technique in enumerate(spec.techniques, 1):
-            log(f"step    {step}/{len(chain)}: {technique.kind}")
-            apply = TECHNIQUES.get(technique.kind).apply
-            if apply is None:
-                raise BuildError(f"technique {technique.kind!r} has no builder")
+        for n, (technique, apply) in enumerate(zip(spec.techniques, steps, strict=True), 1):
+            log(f"step    {n}/{len(chain)}: {technique.kind}")
             apply(ctx, technique)
     except (ValueError, RuntimeError, OSError) as err:
         shutil.rmtree(folder, ignore_errors=True)
         if isinstance(err, BuildError):
             raise
-        raise BuildError(f"{spec.source}: building {spec.id} failed: {err}") from err
+        raise BuildError(f"{spec.source}: building {label} failed: {err}") from err
     from harness.records import write_json
 
     write_json(
@@ -278,9 +288,10 @@ def _build(
             "state": _state_to_json(ctx.state, folder),
             "notes": ctx.notes,
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        },
+        }
+        | ({"mode": mode} if mode else {}),
     )  # written last: its presence marks a finished build
-    log(f"built   {spec.id} in {folder}")
+    log(f"built   {label} in {folder}")
     return BuiltVariant(spec=spec, state=ctx.state, key=key, folder=folder, notes=ctx.notes)
 
 

@@ -38,9 +38,9 @@ from harness.build import (
     BuildError,
     BuiltVariant,
     LoadedVariant,
+    _build,
     _dtype,
     _state_from_json,
-    _state_to_json,
     library_versions,
     resolve_device,
 )
@@ -308,10 +308,6 @@ def ensure_built_random(
 ) -> BuiltVariant:
     """`harness.build.ensure_built` for random weights: base, then the chain without training,
     cached in `<cache>/builds/<id>-random-<key>/`."""
-    from transformers import AutoConfig, AutoProcessor
-
-    from harness.records import write_json
-
     device = resolve_device(device)
     steps = [_step(t) for t in spec.techniques]  # refuse before building anything
     location, _ = random_base(spec, device, log)
@@ -326,35 +322,10 @@ def ensure_built_random(
         log(f"cached  {spec.id} (random weights): build {key[:16]}")
         state = _state_from_json(data["state"], folder)
         return BuiltVariant(spec, state, key, folder, data.get("notes", {}))
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    ctx = BuildContext(
-        state=base_state,
-        family=family_for_model_type(AutoConfig.from_pretrained(location).model_type),
-        processor=AutoProcessor.from_pretrained(location),
-        workdir=folder,
-        device=device,
-        dtype=_dtype(spec.base.dtype, device),
-        progress=progress,
-        log=log,
-    )
-    chain = [t.kind for t in spec.techniques]
-    log(f"build   {spec.id} (random weights): {' → '.join(chain)} (key {key[:16]})")
-    try:
-        for step, t in zip(steps, spec.techniques, strict=True):
-            step(ctx, t)
-    except (ValueError, RuntimeError, OSError) as err:
-        shutil.rmtree(folder, ignore_errors=True)
-        if isinstance(err, BuildError):
-            raise
-        raise BuildError(f"building {spec.id} with random weights failed: {err}") from err
-    write_json(
-        record,
-        {"format": FORMAT, "variant": spec.id, "key": key, "chain": chain, "random_weights": True,
-         "state": _state_to_json(ctx.state, folder), "notes": ctx.notes},
+    return _build(
+        spec, base_state, key, folder, device=device, progress=progress, log=log,
+        steps=steps, mode="random weights",
     )  # fmt: skip
-    return BuiltVariant(spec=spec, state=ctx.state, key=key, folder=folder, notes=ctx.notes)
 
 
 def load_variant_random(
