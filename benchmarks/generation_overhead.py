@@ -1,6 +1,7 @@
 """What the harness's generation loop costs, and what batching buys, on a tiny twin on the CPU.
 
-1. Harness against a bare loop: `harness.generate.generate_all` against a plain loop over the
+1. Harness against a bare loop: `harness.pipeline.generate.generate_all` against a plain loop
+  over the
    same batches (the processor, then `model.generate` with transformers' own sampling, then
    `batch_decode`), on the same tiny Qwen2-VL twin, the same decoded images, prompt and batch
    size. Captions sampled differently stop at different lengths, so both sides generate exactly
@@ -67,13 +68,14 @@ def main() -> int:
 
     import torch
 
-    from harness.build import load_variant
-    from harness.data import load_split
-    from harness.generate import build_prompt, generate_all, preprocess_image
+    from harness.data.dataset import load_split
+    from harness.models.inputs import build_prompt, preprocess_image
+    from harness.models.load import load_variant
     from harness.paths import REPO_ROOT
-    from harness.run import quiet_libraries
-    from harness.specs import load_task
-    from harness.specs import load_variant as load_manifest
+    from harness.pipeline.generate import generate_all
+    from harness.pipeline.runner import quiet_libraries
+    from harness.specs.task import load_task
+    from harness.specs.variant import load_variant as load_manifest
 
     quiet_libraries()
     torch.set_num_threads(args.threads)

@@ -1,7 +1,7 @@
 """Generation throughput on a GPU: a full-size architecture, a batch-size sweep, the roofline.
 
 The model is a real variant's published architecture with random weights
-(`harness.random_weights.random_model`, nothing downloaded; default Qwen2-VL-2B-Instruct in
+(`harness.models.random_weights.random_model`, nothing downloaded; default Qwen2-VL-2B-Instruct in
 bf16), captioning `--images` synthetic 224 x 224 pictures (default 327, the paper task's count)
 with exactly `--tokens` new tokens each (default 128: fixed length, EOS masked, so every batch
 size does the same work) through the harness's own `generate_all`. One warm-up batch per batch
@@ -111,15 +111,17 @@ def main() -> int:
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from harness.build import resolve_device
-    from harness.families import family_for_model_type
-    from harness.generate import BatchTiming, generate_all
-    from harness.meters import Metering, summarise
-    from harness.random_weights import published_config, random_model
-    from harness.run import quiet_libraries
-    from harness.specs import GenerationKwargs, ImagePreprocessing
-    from harness.synthetic_images import MODALITIES, draw
-    from harness.twins import build_twin
+    from harness.data.synthetic_images import MODALITIES, draw
+    from harness.metering.clock import BatchTiming
+    from harness.metering.session import Metering
+    from harness.metering.summary import summarise
+    from harness.models.device import resolve_device
+    from harness.models.families import family_for_model_type
+    from harness.models.random_weights import published_config, random_model
+    from harness.models.twins import build_twin
+    from harness.pipeline.generate import generate_all
+    from harness.pipeline.runner import quiet_libraries
+    from harness.specs.task import GenerationKwargs, ImagePreprocessing
 
     quiet_libraries()
     device = resolve_device(args.device)

@@ -115,14 +115,16 @@ def main() -> int:
         Qwen2VLForConditionalGeneration,
     )
 
-    from harness.data import load_split
-    from harness.families import FAMILIES
-    from harness.generate import BatchTiming, generate_all
-    from harness.meters import Metering, summarise
+    from harness.data.dataset import load_split
+    from harness.metering.clock import BatchTiming
+    from harness.metering.session import Metering
+    from harness.metering.summary import summarise
+    from harness.models.families import FAMILIES
+    from harness.models.twins import build_twin
     from harness.paths import REPO_ROOT
-    from harness.run import quiet_libraries
-    from harness.specs import load_task
-    from harness.twins import build_twin
+    from harness.pipeline.generate import generate_all
+    from harness.pipeline.runner import quiet_libraries
+    from harness.specs.task import load_task
 
     quiet_libraries()
     twin = build_twin("qwen2_vl")

@@ -71,7 +71,7 @@ def _count(n: int) -> str:
 
 
 def table(results: Path) -> str:
-    from harness.records import find_records
+    from harness.records.store import find_records
 
     head = (
         "variant", "params", "load s", "gen s", "img/s", "tok/s", "ms/tok", "TTFT ms",

@@ -50,9 +50,9 @@ def n_parameters(model: Any) -> int:
 def measure(name: str, model: Any, processor: Any, family: Any, args: argparse.Namespace) -> dict:
     import torch
 
-    from harness.generate import generate_batch
-    from harness.specs import GenerationKwargs
-    from harness.synthetic_images import MODALITIES, draw
+    from harness.data.synthetic_images import MODALITIES, draw
+    from harness.pipeline.generate import generate_batch
+    from harness.specs.task import GenerationKwargs
 
     images = [draw(MODALITIES[i % 5], f"gpu-{i}") for i in range(args.images)]
     gen = GenerationKwargs(do_sample=False, max_new_tokens=args.tokens, min_new_tokens=args.tokens)
@@ -99,13 +99,13 @@ def main() -> int:
     import torch
     from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
 
-    from harness.families import FAMILIES
-    from harness.run import quiet_libraries
+    from harness.models.families import FAMILIES
+    from harness.models.twins import build_twin
+    from harness.pipeline.runner import quiet_libraries
     from harness.techniques.context import bnb_config
     from harness.techniques.prune import PruneSpec, load_pruned, prune_model
     from harness.techniques.qlora import QLoraSpec, add_lora
     from harness.techniques.quantize import QuantizeSpec, quantization_kwargs
-    from harness.twins import build_twin
 
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to measure (this check needs a GPU)")

@@ -32,7 +32,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from harness.meters import Metering
+    from harness.metering.session import Metering
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -53,15 +53,18 @@ def main() -> int:
 
     import torch
 
-    from harness.build import load_variant, resolve_device
-    from harness.data import load_split
-    from harness.generate import BatchTiming, generate_all
-    from harness.meters import Metering, summarise
+    from harness.data.dataset import load_split
+    from harness.metering.clock import BatchTiming
+    from harness.metering.session import Metering
+    from harness.metering.summary import summarise
+    from harness.models.device import resolve_device
+    from harness.models.load import load_variant
+    from harness.models.twins import build_twin
     from harness.paths import REPO_ROOT
-    from harness.run import quiet_libraries
-    from harness.specs import load_task
-    from harness.specs import load_variant as load_manifest
-    from harness.twins import build_twin
+    from harness.pipeline.generate import generate_all
+    from harness.pipeline.runner import quiet_libraries
+    from harness.specs.task import load_task
+    from harness.specs.variant import load_variant as load_manifest
 
     quiet_libraries()
     torch.set_num_threads(args.threads)
@@ -157,7 +160,7 @@ def cost_accounting(metering: Metering, steps: int, run_s: float) -> float:
     the timing streamer per decoding step, the meters' background threads per second."""
     import torch
 
-    from harness.generate import BatchClock
+    from harness.metering.clock import BatchClock
 
     def phase_cost() -> tuple[float, float]:
         wall, cpu = time.perf_counter(), time.process_time()

@@ -74,8 +74,8 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
 
-    from harness import stats
-    from harness.metrics import METRICS, PROFILES, compute_metrics, parse_options
+    from harness.metrics import METRICS, compute_metrics, parse_options, stats
+    from harness.metrics.profiles import PROFILES
 
     captions, source = load_captions(args.captions)
     preds, refs = make_pairs(captions, args.pairs)

@@ -4,7 +4,7 @@
 
 For each twin the base and its pruned copy (saved, then reloaded with `load_pruned`, the way a
 build uses it) are timed in the same process, interleaved round by round, so that machine noise
-falls on both alike. Generation is greedy through `harness.generate.generate_batch` with a
+falls on both alike. Generation is greedy through `harness.pipeline.generate.generate_batch` with a
 fixed number of new tokens (min = max), one image. Prefill is the time for one new token;
 decode ms/token is (time for N tokens - time for 1) / (N - 1). Medians over the rounds.
 """
@@ -24,12 +24,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch
 
-from harness.families import FAMILIES, Family
-from harness.generate import generate_batch
-from harness.specs import GenerationKwargs
-from harness.synthetic_images import draw
+from harness.data.synthetic_images import draw
+from harness.models.families import FAMILIES, Family
+from harness.models.twins import build_twin
+from harness.pipeline.generate import generate_batch
+from harness.specs.task import GenerationKwargs
 from harness.techniques.prune import PruneSpec, load_pruned, prune_model
-from harness.twins import build_twin
 
 IMAGE = draw("ct", "benchmark")
 SIZE = (224, 224)

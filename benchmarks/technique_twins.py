@@ -26,13 +26,13 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from harness.build import load_variant
-from harness.meters import CpuMemory
+from harness.data.synthetic_images import draw
+from harness.metering.memory import CpuMemory
+from harness.models.load import load_variant
 from harness.paths import VARIANTS_DIR
-from harness.run import quiet_libraries
-from harness.specs import GenerationKwargs
-from harness.specs import load_variant as load_manifest
-from harness.synthetic_images import draw
+from harness.pipeline.runner import quiet_libraries
+from harness.specs.task import GenerationKwargs
+from harness.specs.variant import load_variant as load_manifest
 
 PAIRS = [
     ("tiny-qwen2-vl", "tiny-qwen2-vl-qlora"),
@@ -54,7 +54,7 @@ def weight_bytes(loaded: Any) -> int:
 
 
 def generate_s(loaded: Any, tokens: int) -> float:
-    from harness.generate import generate_batch
+    from harness.pipeline.generate import generate_batch
 
     gen = GenerationKwargs(do_sample=False, max_new_tokens=tokens, min_new_tokens=tokens)
     ids = [f"b{i}" for i in range(len(IMAGES))]

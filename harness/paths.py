@@ -8,6 +8,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TASKS_DIR = REPO_ROOT / "tasks"
 VARIANTS_DIR = REPO_ROOT / "variants"
+SUITES_DIR = TASKS_DIR / "suites"
 
 
 def cache_dir() -> Path:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from harness.records import PREDICTIONS_FILE, RECORD_FILE, SAMPLES_FILE
+from harness.records.layout import PREDICTIONS_FILE, RECORD_FILE, SAMPLES_FILE
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi

@@ -27,12 +27,14 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from harness.records import RunRecord, atomic_writer, write_json
-from leaderboard.model import (
+from harness.records.record import RunRecord
+from harness.records.store import atomic_writer, write_json
+from leaderboard.plots import Point, pareto_svg
+from leaderboard.samples import SampleSet, make_thumbnails, read_samples
+from leaderboard.view import (
     DECIMALS,
     EFFICIENCY_BY_KEY,
     EFFICIENCY_COLUMNS,
-    METRIC_LABELS,
     EfficiencyColumn,
     MetricColumn,
     RecordRef,
@@ -45,10 +47,8 @@ from leaderboard.model import (
     fmt_score,
     fmt_value,
     load_site,
-    metric_ci95,
+    metric_label,
 )
-from leaderboard.plots import Point, pareto_svg
-from leaderboard.samples import SampleSet, make_thumbnails, read_samples
 
 RESULTS_FORMAT_VERSION = 2  # 2: ci95 per metric, energy and best flags per efficiency figure
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -243,7 +243,7 @@ class VariantPage:
             column.details,
         ):
             return "—"
-        ci = metric_ci95(mv)
+        ci = mv.ci95
         return fmt_score(mv.value) + (f" [{fmt_score(ci[0])}, {fmt_score(ci[1])}]" if ci else "")
 
 
@@ -421,7 +421,7 @@ def _environment() -> jinja2.Environment:
     env.filters["short"] = lambda s, n=12: s if s is None or len(s) <= n else s[:n]
     env.filters["score"] = fmt_score
     env.filters["value"] = fmt_value
-    env.filters["metric_label"] = lambda name: METRIC_LABELS.get(name, name)
+    env.filters["metric_label"] = metric_label
     return env
 
 

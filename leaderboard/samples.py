@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.records import DatasetRef, RunRecord
+from harness.records.record import DatasetRef, RunRecord
 
 THUMB_PX = 128  # stored size; shown smaller, so that they stay sharp on dense screens
 THUMB_QUALITY = 80
@@ -114,7 +114,7 @@ def locate_dataset(dataset: DatasetRef, bases: Sequence[Path]) -> tuple[Path | N
     """The local folder holding exactly the evaluated data, or None and the reason."""
     revision = dataset.revision or ""
     if revision.startswith("sha256:"):
-        from harness.data import local_revision
+        from harness.data.dataset import local_revision
 
         raw = Path(dataset.path)
         bases = [b.resolve() for b in bases]
@@ -146,7 +146,7 @@ def _columns(task: str) -> tuple[str, str]:
     path = TASKS_DIR / f"{task}.yaml"
     if re.fullmatch(r"[\w.-]+", task) and path.is_file():
         try:
-            from harness.specs import load_task
+            from harness.specs.task import load_task
 
             spec = load_task(path)
             return spec.doc_to_id, spec.doc_to_image

@@ -28,8 +28,8 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def loaded_twins():
     """family name -> LoadedVariant (real model classes, loaded from the saved twin folders)."""
-    from harness.build import load_variant
-    from harness.specs import load_variant as load_manifest
+    from harness.models.load import load_variant
+    from harness.specs.variant import load_variant as load_manifest
 
     return {
         family: load_variant(load_manifest(REPO_ROOT / "variants" / f"{vid}.yaml"), device="cpu")
@@ -39,6 +39,6 @@ def loaded_twins():
 
 @pytest.fixture(scope="session")
 def sample_task():
-    from harness.specs import load_task
+    from harness.specs.task import load_task
 
     return load_task(REPO_ROOT / "tasks" / "rocov2_sample.yaml")

@@ -26,7 +26,7 @@ from harness.cli import (
     validate,
 )
 from harness.cli.common import EXIT_SPEC, CliError
-from harness.yamlio import SpecError
+from harness.specs.yamlio import SpecError
 
 SUBCOMMANDS = (
     run,
@@ -76,11 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("rocobench: interrupted; finished records are kept", file=sys.stderr)
         return 130
     except Exception as err:
-        from harness.build import BuildError
-        from harness.data import DatasetError
+        from harness.data.dataset import DatasetError
         from harness.metrics import MetricUnavailable
-        from harness.run import RunLocked
-        from harness.wordnet import WordNetError
+        from harness.metrics.wordnet import WordNetError
+        from harness.models.sources import BuildError
+        from harness.pipeline.checkpoint import RunLocked
 
         known = BuildError | DatasetError | MetricUnavailable | RunLocked | WordNetError
         if isinstance(err, known):

@@ -11,8 +11,8 @@ from harness.cli.common import (
     EMBEDDED_SUITE,
     add_run_options,
     check_carbon_country,
-    load_suite_arg,
 )
+from harness.specs import catalog
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,11 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def bench(args: argparse.Namespace) -> int:
-    from harness.run import run_variant
+    from harness.pipeline.runner import run_variant
     from leaderboard.render import render_site
 
     start = time.perf_counter()
-    suite = load_suite_arg(EMBEDDED_SUITE)
+    suite = catalog.suite(EMBEDDED_SUITE)
     task, variants = suite.task, suite.variants
     country = check_carbon_country(args.carbon_country)
     print(

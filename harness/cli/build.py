@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from harness.cli.common import load_variant_arg
+from harness.specs import catalog
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,10 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def build(args: argparse.Namespace) -> int:
-    from harness.build import ensure_built
-    from harness.run import quiet_libraries
+    from harness.models.build import ensure_built
+    from harness.pipeline.runner import quiet_libraries
 
-    specs = [load_variant_arg(v) for v in args.variant]  # all validated before any work
+    specs = [catalog.variant(v) for v in args.variant]  # all validated before any work
     quiet_libraries()
     for spec in specs:
         start = time.perf_counter()

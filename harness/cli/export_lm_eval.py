@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.cli.common import load_task_arg
+from harness.specs import catalog
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,8 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def export_lm_eval(args: argparse.Namespace) -> int:
-    from harness.lm_eval_export import export
+    from harness.analysis.lm_eval_export import export
 
-    for path in export(load_task_arg(args.task), args.output):
+    for path in export(catalog.task(args.task), args.output):
         print(f"wrote {path}")
     return 0

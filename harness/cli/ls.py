@@ -6,8 +6,7 @@ import argparse
 import sys
 
 from harness.cli.common import EXIT_SPEC
-from harness.paths import TASKS_DIR, VARIANTS_DIR
-from harness.yamlio import SpecError
+from harness.specs.yamlio import SpecError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,32 +15,30 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def ls(args: argparse.Namespace) -> int:
-    from harness.specs import load_task, load_variant
+    from harness.specs import catalog
 
     problems: list[str] = []
     print("tasks:")
-    for path in sorted(TASKS_DIR.glob("*.yaml")):
+    for name in catalog.ids("task"):
         try:
-            t = load_task(path)
+            t = catalog.task(name)
         except SpecError as err:
             problems += err.problems
             continue
         where = f"{t.dataset_path} (bundled)" if t.is_local else t.dataset_path
         print(f"  {t.task:<18} {where} [{t.test_split}], seeds {list(t.seeds)}")
     print("suites:")
-    from harness.suites import SUITES_DIR, load_suite
-
-    for path in sorted(SUITES_DIR.glob("*.yaml")):
+    for name in catalog.ids("suite"):
         try:
-            s = load_suite(path)
+            s = catalog.suite(name)
         except SpecError as err:
             problems += err.problems
             continue
         print(f"  {s.name:<18} {s.task.task} × {len(s.variants)} variants × seeds {list(s.seeds)}")
     print("variants:")
-    for path in sorted(VARIANTS_DIR.glob("*.yaml")):
+    for name in catalog.ids("variant"):
         try:
-            v = load_variant(path)
+            v = catalog.variant(name)
         except SpecError as err:
             problems += err.problems
             continue

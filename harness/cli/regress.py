@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def regress(args: argparse.Namespace) -> int:
-    from harness.regress import (
+    from harness.analysis.regress import (
         BaselineError,
         collect,
         compare,

@@ -9,11 +9,9 @@ from harness.cli.common import (
     CliError,
     add_run_options,
     check_carbon_country,
-    load_suite_arg,
-    load_task_arg,
-    load_variant_arg,
     parse_seeds,
 )
+from harness.specs import catalog
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,22 +52,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.run import run_variant
+    from harness.pipeline.runner import run_variant
 
     if args.suite is not None:
         if args.task or args.variant:
             raise CliError("--suite names the task and variants: give it without --task/--variant")
-        suite = load_suite_arg(args.suite)
+        suite = catalog.suite(args.suite)
         task, variants = suite.task, list(suite.variants)
         seeds = parse_seeds(args.seeds) or list(suite.seeds)
     elif args.task and args.variant:
-        task = load_task_arg(args.task)
-        variants = [load_variant_arg(v) for v in args.variant]  # all validated before any work
+        task = catalog.task(args.task)
+        variants = [catalog.variant(v) for v in args.variant]  # all validated before any work
         seeds = parse_seeds(args.seeds)
     else:
         raise CliError("give --task and at least one --variant, or --suite")
     if args.dry_run:
-        from harness.plan import format_plan, plan
+        from harness.pipeline.plan import format_plan, plan
 
         if args.limit is not None:
             raise CliError("--dry-run plans whole runs; --limit runs are not planned")
@@ -81,9 +79,12 @@ def run(args: argparse.Namespace) -> int:
         )))  # fmt: skip
         return 0
     country = check_carbon_country(args.carbon_country)
-    from harness import distributed
+    from harness.pipeline.executor import SingleProcess
+    from harness.pipeline.modes import RANDOM_WEIGHTS, TRAINED
+    from harness.scale.distributed import DataParallel
 
-    distributed.join(args.device)  # under torchrun / accelerate launch: one data-parallel rank
+    # under torchrun / accelerate launch: one data-parallel rank; otherwise the one process
+    executor = DataParallel.join(args.device) or SingleProcess()
     start = time.perf_counter()
     for variant in variants:
         run_variant(
@@ -98,8 +99,9 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             fixed_new_tokens=args.fixed_new_tokens,
             carbon_country=country,
-            random_weights=args.random_weights,
+            mode=RANDOM_WEIGHTS if args.random_weights else TRAINED,
+            executor=executor,
         )
-    if distributed.is_main():
+    if executor.is_main:
         print(f"records under {args.results}/{task.task}/ ({time.perf_counter() - start:.1f} s)")
     return 0

@@ -10,10 +10,10 @@ from harness.cli.common import (
     CliError,
     add_run_options,
     check_carbon_country,
-    load_suite_arg,
     parse_seeds,
     positive_int,
 )
+from harness.specs import catalog
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,12 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def sweep(args: argparse.Namespace) -> int:
-    from harness.distributed import Launch
-    from harness.sweep import SweepError, SweepOptions, sweep_local, sweep_ray
+    from harness.scale.distributed import Launch
+    from harness.scale.sweep import SweepError, SweepOptions, sweep_local, sweep_ray
 
     if Launch.from_env() is not None:
         raise CliError("sweep starts its own tasks: run it once, not under torchrun")
-    suite = load_suite_arg(args.suite)
+    suite = catalog.suite(args.suite)
     seeds = parse_seeds(args.seeds) or list(suite.seeds)
     if args.max_retries < 0:
         raise CliError("--max-retries: expected 0 or more")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from harness.cli.common import EXIT_SPEC
 from harness.paths import TASKS_DIR
-from harness.yamlio import SpecError
+from harness.specs.yamlio import SpecError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def validate(args: argparse.Namespace) -> int:
-    from harness.specs import load_task
-    from harness.submission import check_manifests
+    from harness.specs.policy import check_manifests
+    from harness.specs.task import load_task
 
     problems: list[str] = []
     variants: list[Path] = []

@@ -10,31 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import import_module
-from importlib.metadata import entry_points
 from typing import Any
 
+from harness.registry import TECHNIQUES as _TECHNIQUES
 from harness.registry import Registry
 
 
 @dataclass(frozen=True)
 class Technique:
     kind: str
-    spec: type[Any]  # a `harness.specs.TechniqueSpec` subclass
+    spec: type[Any]  # a `harness.specs.variant.TechniqueSpec` subclass
     description: str
     apply: Callable[[Any, Any], None] | None = None  # (BuildContext, spec) -> None
 
 
-TECHNIQUES: Registry[Technique] = Registry("technique")
-
-_BUILTIN = ("quantize", "qlora", "distill", "prune", "source")
-
-
-def _load_builtin() -> None:
-    for name in _BUILTIN:
-        import_module(f"harness.techniques.{name}")
-    for ep in entry_points(group="rocobench.techniques"):
-        ep.load()
-
-
-_load_builtin()
+# Filled on first lookup with the built-in techniques and the `rocobench.techniques` entry points.
+TECHNIQUES: Registry[Technique] = _TECHNIQUES

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.families import Family
+from harness.models.families import Family
 
 
 @dataclass

@@ -10,14 +10,17 @@ not fit (GKDTrainer drops the images; both refuse differing vocabulary sizes), h
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from pydantic import Field, model_validator
 
-from harness.specs import COMMIT, Frozen, TechniqueSpec
+from harness.specs.common import COMMIT, Frozen
+from harness.specs.variant import Dependencies, TechniqueSpec
 from harness.techniques import TECHNIQUES, Technique
-from harness.training import IGNORE, TrainSpec, caption_loss, train_captions
+from harness.techniques.training import IGNORE, TrainSpec, caption_loss, train_captions
+
+if TYPE_CHECKING:
+    import torch
 
 
 class TeacherRef(Frozen):
@@ -44,6 +47,10 @@ class DistillSpec(TechniqueSpec):
     train: TrainSpec = TrainSpec()
     trainable: Literal["language_model", "all"] = "language_model"
 
+    def dependencies(self) -> Dependencies:
+        teachers = () if self.teacher.variant is None else (self.teacher.variant,)
+        return Dependencies(tasks=(self.train.task,), teachers=teachers)
+
 
 class TokenizerMismatch(ValueError):
     pass
@@ -69,6 +76,8 @@ def kd_loss(
     temperature: float,
     alpha: float,
 ) -> torch.Tensor:
+    import torch
+
     ce = caption_loss(student_logits, labels, vocab)
     mask = labels[:, 1:] != IGNORE
     s = torch.log_softmax(student_logits[:, :-1, :vocab].float() / temperature, dim=-1)[mask]
@@ -84,10 +93,10 @@ def _load_teacher(ctx: Any, ref: TeacherRef) -> tuple[Any, Any]:
     from harness.techniques.quantize import QuantizeSpec, quantization_kwargs
 
     if ref.variant is not None:
-        from harness.build import ensure_built
-        from harness.cli.common import load_variant_arg
+        from harness.models.build import ensure_built
+        from harness.specs import catalog
 
-        teacher_spec = load_variant_arg(ref.variant)
+        teacher_spec = catalog.variant(ref.variant)
         built = ensure_built(teacher_spec, device=ctx.device, progress=ctx.progress)
         state = built.state
     else:
@@ -103,8 +112,9 @@ def _load_teacher(ctx: Any, ref: TeacherRef) -> tuple[Any, Any]:
 
 
 def apply(ctx: Any, spec: DistillSpec) -> None:
-    from harness.paths import TASKS_DIR
-    from harness.specs import load_task
+    import torch
+
+    from harness.specs import catalog
 
     teacher, teacher_processor = _load_teacher(ctx, spec.teacher)
     check_same_tokenizer(teacher_processor, ctx.processor)
@@ -119,7 +129,7 @@ def apply(ctx: Any, spec: DistillSpec) -> None:
         return kd_loss(model(**inputs).logits, teacher_logits, labels, vocab,
                        spec.temperature, spec.alpha)  # fmt: skip
 
-    task = load_task(TASKS_DIR / f"{spec.train.task}.yaml")
+    task = catalog.task(spec.train.task)
     result = train_captions(
         student,
         ctx.processor,

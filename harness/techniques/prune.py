@@ -58,15 +58,19 @@ import math
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from pydantic import Field, model_validator
-from torch import nn
 
-from harness.families import Family, family_for_model_type
-from harness.specs import Frozen, TechniqueSpec
+from harness.models.families import Family, family_for_model_type
+from harness.specs.common import Frozen
+from harness.specs.variant import TechniqueSpec
 from harness.techniques import TECHNIQUES, Technique
+from harness.techniques.lazy_torch import no_grad
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 CONFIG_KEY = "rocobench_pruning"
 LAYOUT_FORMAT = 1
@@ -217,6 +221,8 @@ _MLP = ("gate_proj", "up_proj", "down_proj")
 
 
 def _check_plain(layer: nn.Module) -> None:
+    from torch import nn
+
     attn, _ = _attention(layer)
     for owner, names in ((attn, _ATTN), (layer.mlp, _MLP)):
         for name in names:
@@ -230,6 +236,8 @@ def _check_plain(layer: nn.Module) -> None:
 
 def _score(parts: Sequence[torch.Tensor], criterion: str) -> torch.Tensor:
     """Per-unit norm of `parts` taken together, each shaped (units, …)."""
+    import torch
+
     flat = torch.cat([p.detach().float().reshape(p.shape[0], -1) for p in parts], dim=1)
     return flat.abs().sum(dim=1) if criterion == "l1" else flat.norm(dim=1)
 
@@ -270,12 +278,16 @@ def neuron_scores(mlp: nn.Module, criterion: str) -> torch.Tensor:
 
 def _top(scores: torch.Tensor, k: int) -> list[int]:
     """Indices of the k highest scores, ascending; ties go to the lower index."""
+    import torch
+
     order = torch.sort(scores.cpu(), descending=True, stable=True).indices
     return sorted(order[:k].tolist())
 
 
 def plan_layout(model: Any, family: Family, spec: PruneSpec) -> PrunedLayout:
     """Which heads and neurons every decoder layer keeps, by importance; changes nothing."""
+    import torch
+
     if pruned_layout(model.config) is not None:
         raise PruneError("the model is already pruned; prune once with the combined fractions")
     text = model.config.get_text_config()
@@ -356,11 +368,15 @@ def plan_layout(model: Any, family: Family, spec: PruneSpec) -> PrunedLayout:
 
 
 def _index(idx: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+    import torch
+
     return torch.tensor(list(idx), dtype=torch.long, device=like.device)
 
 
 def _linear(weight: torch.Tensor, bias: torch.Tensor | None, like: nn.Linear) -> nn.Linear:
     """An nn.Linear holding exactly these tensors (created on meta: no wasted init)."""
+    from torch import nn
+
     out_f, in_f = weight.shape
     new = nn.Linear(in_f, out_f, bias=bias is not None, device="meta")
     new.weight = nn.Parameter(weight, requires_grad=like.weight.requires_grad)
@@ -385,7 +401,7 @@ def _head_rows(heads: Sequence[int], hd: int) -> list[int]:
     return [h * hd + i for h in heads for i in range(hd)]
 
 
-@torch.no_grad()
+@no_grad
 def apply_layout(model: Any, family: Family, layout: PrunedLayout) -> None:
     """Shrink the decoder layers to `layout`, copying the kept weights.
 
@@ -446,6 +462,7 @@ def pruned_layout(config: Any) -> PrunedLayout | None:
 
 
 def _base_parameters(config: Any) -> int:
+    import torch
     from transformers import AutoModelForImageTextToText
 
     with torch.device("meta"):

@@ -15,11 +15,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from harness.families import Family
-from harness.specs import TechniqueSpec
+from harness.models.families import Family
+from harness.specs.variant import Dependencies, TechniqueSpec
 from harness.techniques import TECHNIQUES, Technique
 from harness.techniques.quantize import QuantizeSpec, quantization_kwargs
-from harness.training import TrainSpec, train_captions
+from harness.techniques.training import TrainSpec, train_captions
 
 
 class QLoraSpec(TechniqueSpec):
@@ -35,6 +35,9 @@ class QLoraSpec(TechniqueSpec):
     # Modules trained in full beside the adapter (peft's modules_to_save). Empty in the study;
     # the random-weight twins need `lm_head`: an adapter alone barely moves a random output head.
     modules_to_save: tuple[str, ...] = ()
+
+    def dependencies(self) -> Dependencies:
+        return Dependencies(tasks=(self.train.task,))
 
 
 def lora_targets(family: Family) -> str:
@@ -73,8 +76,7 @@ def load_quantized_base(ctx: Any, spec: QLoraSpec) -> Any:
 def apply(ctx: Any, spec: QLoraSpec) -> None:
     from peft import prepare_model_for_kbit_training
 
-    from harness.paths import TASKS_DIR
-    from harness.specs import load_task
+    from harness.specs import catalog
 
     model = load_quantized_base(ctx, spec)
     model = prepare_model_for_kbit_training(
@@ -84,7 +86,7 @@ def apply(ctx: Any, spec: QLoraSpec) -> None:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     ctx.log(f"qlora   {trainable:,} trainable parameters of {total:,} (LoRA r={spec.r})")
-    task = load_task(TASKS_DIR / f"{spec.train.task}.yaml")
+    task = catalog.task(spec.train.task)
     result = train_captions(
         model, ctx.processor, ctx.family, task, spec.train, progress=ctx.progress, log=ctx.log
     )

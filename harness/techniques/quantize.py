@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from harness.families import Family
-from harness.specs import TechniqueSpec
+from harness.models.families import Family
+from harness.specs.variant import TechniqueSpec
 from harness.techniques import TECHNIQUES, Technique
 
 

@@ -16,8 +16,9 @@ from typing import Any, Literal
 
 from pydantic import model_validator
 
-from harness.families import Family
-from harness.specs import COMMIT, TechniqueSpec
+from harness.models.families import Family
+from harness.specs.common import COMMIT
+from harness.specs.variant import TechniqueSpec
 from harness.techniques import TECHNIQUES, Technique
 from harness.techniques.context import ModelState
 

@@ -1,0 +1,1 @@
+"""After the fact: score pairs, compare two variants, the regression gate, the lm-eval export."""

@@ -1,0 +1,1 @@
+"""Models: families, where a base comes from, building technique chains into the cache, loading."""

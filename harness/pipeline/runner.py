@@ -1,0 +1,209 @@
+"""Run (task, variant, seeds): reuse finished work, build and load the model once, run each seed.
+
+A finished run is reused when its record was made from the same task spec, the same manifest and
+the same evaluated ids; otherwise the runner says which of these changed and recomputes. The
+executor (one process, or a data-parallel group) and the mode (trained weights, or random weights
+for speed figures) are chosen once, by the caller; the steps below never branch on them. Crash
+safety (locks, checkpoints, resume) is in `harness.pipeline.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.data.dataset import EvalSet
+from harness.metering import METERING_VERSION, Metering
+from harness.models.device import resolve_device
+from harness.models.sources import BuildError
+from harness.pipeline.executor import Executor, SingleProcess
+from harness.pipeline.modes import TRAINED, Mode
+from harness.pipeline.seed import SeedRun, run_seed
+from harness.records.layout import RECORD_FILE, seed_dir
+from harness.records.store import read_record
+from harness.specs.common import spec_hash
+from harness.specs.task import TaskSpec
+from harness.specs.variant import VariantSpec
+
+Log = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    task: str
+    variant: str
+    seed: int
+    record: Path
+    reused: bool
+    note: str = ""
+
+
+def reuse_problem(
+    path: Path,
+    task: TaskSpec,
+    variant: VariantSpec,
+    evalset: EvalSet,
+    fixed_new_tokens: int | None = None,
+) -> str | None:
+    """None if the record at `path` can be reused; otherwise why it must be recomputed."""
+    problem = spec_reuse_problem(path, task, variant, fixed_new_tokens)
+    if problem is not None:
+        return problem
+    old = read_record(path)
+    if old.dataset.ids_sha256 != evalset.ids_sha256 or old.dataset.revision != evalset.revision:
+        return "the evaluated data changed"
+    return None
+
+
+def spec_reuse_problem(
+    path: Path, task: TaskSpec, variant: VariantSpec, fixed_new_tokens: int | None = None
+) -> str | None:
+    """`reuse_problem` without the data check: what a plan can tell before loading the data."""
+    if not path.exists():
+        return "no record yet"
+    try:
+        old = read_record(path)
+    except ValueError as err:
+        return f"the existing record is unreadable ({str(err).splitlines()[0]})"
+    if old.task_sha256 != spec_hash(task):
+        return "the task spec changed"
+    if old.model.manifest_sha256 != spec_hash(variant):
+        return "the variant manifest changed"
+    if old.measurements.metering_version < METERING_VERSION:
+        return "the record predates the current metering"
+    if old.measurements.fixed_new_tokens != fixed_new_tokens:
+        return "the generation length mode changed"
+    return None
+
+
+def _reuse_or_redo(
+    task: TaskSpec,
+    variant: VariantSpec,
+    evalset: EvalSet,
+    folders: dict[int, Path],
+    force: bool,
+    fixed_new_tokens: int | None,
+    log: Log,
+) -> tuple[list[Outcome], list[tuple[int, Path]]]:
+    """(the seeds whose finished record is reused, the (seed, folder) pairs to run)."""
+    reused: list[Outcome] = []
+    todo: list[tuple[int, Path]] = []
+    for seed, out in folders.items():
+        problem = (
+            "--force was given"
+            if force
+            else reuse_problem(out / RECORD_FILE, task, variant, evalset, fixed_new_tokens)
+        )
+        if problem is None:
+            log(f"reuse   {task.task} × {variant.id} seed {seed}: finished record is current")
+            reused.append(Outcome(task.task, variant.id, seed, out / RECORD_FILE, reused=True))
+        else:
+            if problem != "no record yet":
+                log(f"redo    {task.task} × {variant.id} seed {seed}: {problem}")
+            todo.append((seed, out))
+    return reused, todo
+
+
+def quiet_libraries() -> None:
+    """Our own progress bar and log lines are the output; silence the libraries' per-step bars."""
+    import datasets
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+
+
+def run_variant(
+    task: TaskSpec,
+    variant: VariantSpec,
+    results: Path,
+    *,
+    seeds: Sequence[int] | None = None,
+    device: str = "auto",
+    batch_size: int | None = None,
+    limit: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+    log: Log | None = None,
+    fixed_new_tokens: int | None = None,
+    carbon_country: str | None = None,
+    mode: Mode = TRAINED,
+    executor: Executor | None = None,
+) -> list[Outcome]:
+    """Run every seed of (task, variant); the model is loaded once, and only if needed.
+
+    `fixed_new_tokens` N: every caption exactly N tokens (speed comparisons), recorded in
+    `seed-<n>-fixed-<N>/`. `carbon_country`: ISO 3166-1 alpha-3 code for CO2 (default: the
+    ROCOBENCH_CARBON_COUNTRY environment variable, else USA). `mode`: `modes.RANDOM_WEIGHTS`
+    times the base's published architecture with random weights on synthetic images, not
+    scored, recorded in `seed-<n>[-fixed-<N>]-random/`. `executor`: one process (default) or
+    `harness.scale.distributed.DataParallel`.
+    """
+    executor = executor or SingleProcess()
+    if log is None:
+        log = _stderr if executor.is_main else (lambda _: None)  # the other ranks would repeat
+    quiet_libraries()
+    if mode.random_weights and executor.world_size > 1:
+        raise BuildError("--random-weights runs in a single process")
+    evalset = mode.evalset(task, limit)
+    folders = {
+        seed: seed_dir(results, task.task, variant.id, seed, fixed_new_tokens, mode.random_weights)
+        for seed in (task.seeds if seeds is None else seeds)
+    }
+    # the main process's view of the results folder decides for every process
+    outcomes, todo = executor.decide(
+        _reuse_or_redo(task, variant, evalset, folders, force, fixed_new_tokens, log)
+    )
+    if not todo:
+        return outcomes
+
+    with ExitStack() as locks:
+        for _, out in todo:  # fail fast, before loading the model, if another run writes here
+            locks.enter_context(executor.lock(out, force))
+        # codecarbon's hardware probe runs here, before and outside every timed phase
+        metering = Metering.standard(
+            resolve_device(device), carbon_country, cuda_devices=executor.cuda_devices()
+        )
+        with metering.phase("build") as build:  # the technique chain; ~0 s when already cached
+            executor.build(lambda: mode.build(variant, device=device, progress=progress, log=log))
+        with metering.phase("load") as load:
+            loaded = mode.load(variant, device=device, progress=progress, log=lambda _: None)
+        log(
+            f"loaded  {variant.id} ({loaded.base}, {loaded.n_parameters / 1e6:.2f} M parameters, "
+            f"{loaded.dtype} on {loaded.model.device}) in {load.result.wall_s:.1f} s"
+        )
+        for seed, out in todo:
+            run = SeedRun(
+                task=task,
+                loaded=loaded,
+                evalset=evalset,
+                seed=seed,
+                out_dir=out,
+                batch_size=batch_size or task.batch_size,
+                setup={"build": build.result, "load": load.result},
+                metering=metering,
+                executor=executor,
+                scored=mode.scored,
+                fixed_new_tokens=fixed_new_tokens,
+                progress=progress,
+                log=log,
+            )
+            record = run_seed(run)
+            summary = ", ".join(f"{k} {v.value:.4f}" for k, v in record.metrics.items())
+            summary = summary or f"not scored ({mode.name})"
+            log(
+                f"done    {task.task} × {variant.id} seed {seed}: {summary} "
+                f"({record.measurements.generate_s:.1f} s generation)"
+            )
+            outcomes.append(Outcome(task.task, variant.id, seed, out / RECORD_FILE, reused=False))
+        del loaded
+    return outcomes

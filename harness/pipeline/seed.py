@@ -1,0 +1,256 @@
+"""One seed of (task, variant): resume → generate → write → score → record.
+
+Each step is a small function over a `SeedRun` (what the seed needs); the executor decides the
+few things that differ between one process and a data-parallel group (which images this process
+generates, merging on the main process, handing the record on). Every file is written atomically,
+record.json last: its presence marks the run finished.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.data.dataset import EvalSet
+from harness.metering import Metering, summarise
+from harness.metering.clock import BatchTiming
+from harness.metrics import METRICS, MetricScore, References, compute_metrics, parse_options
+from harness.models.load import LoadedVariant
+from harness.pipeline.checkpoint import (
+    append_batch,
+    checkpoint_key,
+    open_checkpoint,
+    prediction_row,
+)
+from harness.pipeline.executor import Executor, Generated, predictions_in_order
+from harness.pipeline.generate import Prediction, generate_all
+from harness.records.layout import PREDICTIONS_FILE, SAMPLES_FILE
+from harness.records.provenance import provenance
+from harness.records.record import DatasetRef, MetricValue, ModelRef, PhaseFigures, RunRecord
+from harness.records.rows import SampleRow
+from harness.records.store import write_jsonl, write_record
+from harness.specs.common import spec_hash
+from harness.specs.task import TaskSpec
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SeedRun:
+    """What one seed's run needs; `setup` holds the variant's build and load phases (shared by
+    its seeds), `metering` the meters wrapped around the generate and score phases."""
+
+    task: TaskSpec
+    loaded: LoadedVariant
+    evalset: EvalSet
+    seed: int
+    out_dir: Path
+    batch_size: int
+    setup: Mapping[str, PhaseFigures]
+    metering: Metering
+    executor: Executor
+    scored: bool = True
+    fixed_new_tokens: int | None = None
+    progress: bool = True
+    log: Log = print
+
+    @property
+    def label(self) -> str:
+        return f"{self.task.task} × {self.loaded.spec.id} seed {self.seed}"
+
+    def clean(self, text: str) -> str:
+        return self.task.preprocessing.prediction.apply(text)
+
+
+def run_seed(run: SeedRun) -> RunRecord:
+    """Generate, score and record one seed; the finished record on every process."""
+    generated = run.executor.merge(generate(run))
+    if generated is None:  # a data-parallel rank other than the main one: it waits for the record
+        return run.executor.finish(None, run.out_dir)
+    predictions = predictions_in_order(generated, run.evalset.ids)
+    texts = [run.clean(p.text) for p in predictions]
+    write_jsonl(
+        run.out_dir / PREDICTIONS_FILE,
+        (prediction_row(p, t).to_json() for p, t in zip(predictions, texts, strict=True)),
+    )
+    errors = [{"id": p.id, "error": p.error} for p in predictions if p.error is not None]
+    if errors:
+        run.log(
+            f"errors  {run.label}: {len(errors)} of {len(predictions)} images could not be "
+            f"loaded (scored as empty predictions; first: {errors[0]['id']}: "
+            f"{errors[0]['error']})"
+        )
+    scores, score_figures = score(run, texts)
+    write_samples(run, predictions, texts, scores)
+    record = make_record(run, generated, predictions, scores, score_figures, errors)
+    write_record(run.out_dir, record)  # written last: its presence marks the run finished
+    return run.executor.finish(record, run.out_dir)
+
+
+def generate(run: SeedRun) -> Generated:
+    """Resume from the checkpoints, then generate this process's share of the rest, appending
+    each finished batch to its checkpoint."""
+    from tqdm.auto import tqdm
+
+    key = checkpoint_key(run.task, run.loaded.spec, run.evalset, run.seed, run.fixed_new_tokens)
+    done, todo = run.executor.split(run.out_dir, key, run.evalset)
+    bar = tqdm(
+        total=len(done) + len(todo),
+        desc=f"{run.loaded.spec.id} seed {run.seed}",
+        unit="img",
+        disable=not run.progress or not run.executor.is_main,
+        file=sys.stderr,
+        leave=False,
+    )
+    if done:
+        run.log(f"resume  {run.label}: {len(done)} of {len(run.evalset)} images already done")
+        bar.update(len(done))
+
+    partial = run.out_dir / run.executor.checkpoint_name
+    timings: list[BatchTiming] = []
+    with (
+        open_checkpoint(partial, key, list(done.values()), run.clean) as checkpoint,
+        run.metering.phase("generate") as phase,
+    ):
+
+        def on_batch(preds: list[Prediction]) -> None:
+            append_batch(checkpoint, preds, run.clean)
+            bar.update(len(preds))
+
+        fresh = generate_all(
+            run.loaded.model,
+            run.loaded.processor,
+            run.loaded.family,
+            todo,
+            run.task.doc_to_text,
+            run.task.generation_kwargs,
+            run.seed,
+            run.batch_size,
+            run.task.preprocessing.image,
+            on_batch=on_batch,
+            fixed_new_tokens=run.fixed_new_tokens,
+            timings=timings,
+        )
+    bar.close()
+    return Generated(done, fresh, timings, phase.result)
+
+
+def score(run: SeedRun, texts: list[str]) -> tuple[dict[str, MetricScore], PhaseFigures]:
+    """The task's metrics on the cleaned captions, with each image's references as the task
+    declares them (captions, and the dataset's reference concepts where it has them)."""
+    requests = [(m.metric, parse_options(m.metric, m.kwargs)) for m in run.task.metric_list]
+    concepts = run.evalset.concepts
+    references = References(
+        tuple(run.evalset.references),
+        None if concepts is None else tuple(None if c is None else tuple(c) for c in concepts),
+    )
+    with run.metering.phase("score") as phase:
+        scores = compute_metrics(requests, texts, references) if run.scored else {}
+    return scores, phase.result
+
+
+def write_samples(
+    run: SeedRun,
+    predictions: list[Prediction],
+    texts: list[str],
+    scores: Mapping[str, MetricScore],
+) -> None:
+    concepts = run.evalset.concepts
+
+    def row(i: int, p: Prediction, text: str, reference: str) -> SampleRow:
+        per_sample = {n: s.per_sample[i] for n, s in scores.items() if s.per_sample is not None}
+        fields: dict[str, object] = {
+            "id": p.id,
+            "reference": reference,
+            "prediction": text,
+            "new_tokens": p.new_tokens,
+            **({} if p.error is None else {"error": p.error}),
+            "scores": per_sample,
+            # the dataset's reference concepts: `rocobench score` and `compare` reuse them
+            **({} if concepts is None else {"concepts": concepts[i]}),
+        }
+        return SampleRow.model_validate(fields)
+
+    write_jsonl(
+        run.out_dir / SAMPLES_FILE,
+        (
+            row(i, p, text, ref).to_json()
+            for i, (p, text, ref) in enumerate(
+                zip(predictions, texts, run.evalset.references, strict=True)
+            )
+        ),
+    )
+
+
+def make_record(
+    run: SeedRun,
+    generated: Generated,
+    predictions: list[Prediction],
+    scores: Mapping[str, MetricScore],
+    score_figures: PhaseFigures,
+    errors: list[dict[str, str]],
+) -> RunRecord:
+    task, loaded, evalset = run.task, run.loaded, run.evalset
+    # Figures of the images generated by this process: resumed and errored ones are left out.
+    measurements = summarise(
+        {**run.setup, "generate": generated.figures, "score": score_figures},
+        generated.timings,
+        [p.new_tokens for p in generated.fresh if p.error is None],
+        fixed_new_tokens=run.fixed_new_tokens,
+        energy=run.metering.energy,
+    )
+    generation = task.generation_kwargs.model_dump(mode="json")
+    if run.fixed_new_tokens:  # the effective settings: exactly N new tokens, EOS masked until then
+        n = run.fixed_new_tokens
+        generation |= {"max_new_tokens": n, "min_new_tokens": n}
+    return RunRecord(
+        task=task.task,
+        task_version=str(task.metadata.version),
+        task_sha256=spec_hash(task),
+        variant=loaded.spec.id,
+        variant_description=loaded.spec.description,
+        techniques=[t.kind for t in loaded.spec.techniques],
+        manifest=loaded.spec.model_dump(mode="json"),
+        build=(
+            {"key": loaded.built.key, "steps": loaded.built.notes}
+            if loaded.built is not None and loaded.built.key is not None
+            else None
+        ),
+        seed=run.seed,
+        batch_size=run.batch_size,
+        generation=generation,
+        prompt=task.doc_to_text,
+        metrics={
+            name: MetricValue(
+                value=s.value,
+                higher_is_better=METRICS.get(name).higher_is_better,
+                details=dict(s.details),
+                ci95=s.ci95,
+                n=s.n,
+            )
+            for name, s in scores.items()
+        },
+        measurements=run.executor.annotate(measurements),
+        dataset=DatasetRef(
+            path=evalset.path,
+            name=evalset.name,
+            revision=evalset.revision,
+            split=evalset.split,
+            n_samples=len(predictions),
+            ids_sha256=evalset.ids_sha256,
+        ),
+        model=ModelRef(
+            base=loaded.base,
+            revision=loaded.revision,
+            family=loaded.family.name,
+            dtype=loaded.dtype,
+            manifest_sha256=loaded.manifest_sha256,
+            n_parameters=loaded.n_parameters,
+            size_bytes=loaded.size_bytes,
+            random_weights=loaded.random_weights,
+        ),
+        provenance=provenance(str(loaded.model.device.type)),
+        errors=errors,
+    )

@@ -1,0 +1,1 @@
+"""Scaling out: sweeps (one after another or on Ray) and data-parallel runs (torchrun)."""

@@ -1,0 +1,836 @@
+"""The leaderboard's view model: records aggregated into task tables, rows and cells.
+
+Built from records only (`harness.records.store.find_records`). Every string in a record is
+untrusted
+(community submissions); this module only computes, the templates escape.
+
+Scores are put side by side only when they are comparable:
+- a metric column is a metric name *plus* its details (the BERTScore backbone, tokenizer, …), so
+  scores from different backbones land in different columns and are never ranked together;
+- rows whose seeds disagree on what was evaluated (ids, dataset, task, prompt, model), or that
+  differ from the task's reference, carry a visible warning and cannot be marked best.
+
+Records gain fields over time (confidence intervals, energy, latency …): they are read
+defensively, so that the page works with records written before and after such a field existed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import statistics
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from harness.metrics import METRICS, RESULT_DETAILS
+from harness.records.layout import RECORD_FILE
+from harness.records.record import RunRecord
+from harness.records.store import find_records
+
+DECIMALS = 4  # as in the paper's Table I
+
+
+def metric_label(name: str) -> str:
+    """A metric's heading, as its registration gives it; a metric this version does not know
+    (a newer record) keeps its raw name."""
+    return METRICS.get(name).display if name in METRICS else name
+
+
+def metric_rank(name: str) -> int:
+    """A metric's column position (Table I's order first); unknown metrics after the known."""
+    return METRICS.get(name).order if name in METRICS else 10**6
+
+
+Details = tuple[tuple[str, Any], ...]
+T = TypeVar("T")
+
+# Two-sided 95 % Student t quantiles by degrees of freedom (1..30); beyond, an expansion.
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def t975(df: int) -> float:
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df)  # Cornish-Fisher, within 0.001 of the table at df = 30
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def fmt_score(value: float) -> str:
+    text = f"{value:.{DECIMALS}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text  # no "-0.0000"
+
+
+def fmt_sig(value: float) -> str:
+    """Three significant digits without switching to exponent notation for large values."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
+def fmt_count(value: float) -> str:
+    """Parameter counts the way papers write them: 1.82 B, 5.3 M."""
+    for scale, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value:.0f}"
+
+
+def fmt_bytes(value: float) -> str:
+    for scale, unit in ((1024**4, "TiB"), (1024**3, "GiB"), (1024**2, "MiB"), (1024, "KiB")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value:.0f} B"
+
+
+def fmt_mib(value: float) -> str:
+    return f"{value / 1024:.3g} GiB" if value >= 10 * 1024 else f"{value:,.0f} MiB"
+
+
+def fmt_joules(value: float) -> str:
+    for scale, unit in ((1e6, "MJ"), (1e3, "kJ")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value:.3g} J"
+
+
+def fmt_seconds(value: float) -> str:
+    if abs(value) < 1:
+        return f"{value * 1000:.3g} ms"
+    return f"{value:,.0f} s" if abs(value) >= 1000 else f"{value:.3g} s"
+
+
+def fmt_value(value: Any) -> str:
+    """Any record value as short text: numbers rounded, containers as compact JSON."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _details_text(details: Details) -> str:
+    return " · ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in details)
+
+
+# --------------------------------------------------------------------------- reading records
+
+
+def flat_fields(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys (`phases.load.wall_s`), for the provenance tables."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out |= flat_fields(value, f"{name}.")
+        else:
+            out[name] = value
+    return out
+
+
+def length_mode(r: RunRecord) -> str:
+    """`natural`, or `fixed-N` for a run forced to generate exactly N new tokens per image."""
+    m = r.measurements
+    return f"fixed-{m.fixed_new_tokens}" if m.length_mode == "fixed" else "natural"
+
+
+def _per_image_s(r: RunRecord) -> float | None:
+    m = r.measurements
+    return m.generate_s / m.n_images if m.n_images > 0 else None
+
+
+def energy_per_image_j(r: RunRecord) -> float | None:
+    """Energy of the generation per image, in joules (None where no meter measured energy)."""
+    return r.measurements.energy_per_image_j
+
+
+def peak_gpu_mib(r: RunRecord) -> float | None:
+    return r.measurements.peak_gpu_allocated_mib
+
+
+def peak_rss_mib(r: RunRecord) -> float | None:
+    return r.measurements.peak_rss_mib
+
+
+# --------------------------------------------------------------------------- efficiency columns
+
+
+@dataclass(frozen=True)
+class EfficiencyColumn:
+    """One measured figure: how to read it from a record and how to show it."""
+
+    key: str
+    label: str
+    title: str
+    extract: Callable[[RunRecord], float | None]
+    fmt: Callable[[float], str]
+    lower_is_better: bool | None = True  # None: neither (a caption length is not a score)
+    estimated: Callable[[RunRecord], bool] | None = None  # is a record's figure a model estimate
+    shown: bool = True  # in the table; every column is in results.json and results.csv
+    hardware_bound: bool = True  # only comparable between rows measured on the same hardware
+
+    @property
+    def arrow(self) -> str:
+        return {True: "↓", False: "↑", None: ""}[self.lower_is_better]
+
+
+EFFICIENCY_COLUMNS: tuple[EfficiencyColumn, ...] = (
+    EfficiencyColumn(
+        "peak_gpu_mib",
+        "peak GPU",
+        "peak GPU memory allocated by torch during the run",
+        peak_gpu_mib,
+        fmt_mib,
+    ),
+    EfficiencyColumn(
+        "peak_rss_mib",
+        "peak RSS",
+        "peak resident memory of the process (CPU side)",
+        peak_rss_mib,
+        fmt_mib,
+    ),
+    EfficiencyColumn(
+        "s_per_image",
+        "time / image",
+        "generation wall time per image (generate_s / n_images), batched as the task says",
+        _per_image_s,
+        fmt_seconds,
+    ),
+    EfficiencyColumn(
+        "energy_j_per_image",
+        "energy / image",
+        "energy of the generation per image",
+        energy_per_image_j,
+        fmt_joules,
+        estimated=lambda r: bool(r.measurements.energy_estimated),
+    ),
+    EfficiencyColumn(
+        "tokens_per_image",
+        "tokens / image",
+        "new tokens per image: a faster variant may simply write shorter captions",
+        lambda r: r.measurements.new_tokens_per_image,
+        lambda v: f"{v:.1f}",
+        lower_is_better=None,
+    ),
+    EfficiencyColumn(
+        "images_per_s",
+        "images / s",
+        "generation throughput",
+        lambda r: r.measurements.images_per_s,
+        fmt_sig,
+        lower_is_better=False,
+        shown=False,
+    ),
+    EfficiencyColumn(
+        "n_parameters",
+        "params",
+        "number of parameters",
+        lambda r: r.model.n_parameters,
+        fmt_count,
+        hardware_bound=False,
+    ),
+    EfficiencyColumn(
+        "size_bytes",
+        "size",
+        "size of the weights as loaded",
+        lambda r: r.model.size_bytes,
+        fmt_bytes,
+        hardware_bound=False,
+    ),
+)
+EFFICIENCY_BY_KEY = {c.key: c for c in EFFICIENCY_COLUMNS}
+
+
+def hardware_label(r: RunRecord) -> str:
+    hw = r.provenance.hardware
+    if hw.gpus:
+        names = Counter(hw.gpus)
+        return ", ".join(f"{n} x {g}" if n > 1 else g for g, n in names.items())
+    return f"CPU: {hw.cpu} ({hw.cpu_count} cores)"
+
+
+# --------------------------------------------------------------------------- comparability checks
+
+
+def _dataset_identity(r: RunRecord) -> object:
+    d = r.dataset
+    # A local folder is identified by its content hash: the same data under another path (a
+    # relative one, another checkout) is the same data.
+    if d.revision and d.revision.startswith("sha256:"):
+        return (d.name, d.revision, d.split)
+    return (d.path, d.name, d.revision, d.split)
+
+
+# What must be equal for two records' scores to be compared: (label, value of a record).
+# Checked across the seeds of a row and against the task's reference (its most common value).
+TASK_CHECKS: tuple[tuple[str, Callable[[RunRecord], object]], ...] = (
+    ("evaluated ids (ids_sha256)", lambda r: r.dataset.ids_sha256),
+    ("dataset", _dataset_identity),
+    ("task definition (task_sha256)", lambda r: r.task_sha256),
+)
+# Checked across the seeds of a row only: rows are different models by design, and the prompt
+# may legitimately differ per model family (the task's own prompt is covered by task_sha256).
+ROW_CHECKS: tuple[tuple[str, Callable[[RunRecord], object]], ...] = (
+    ("model (manifest_sha256)", lambda r: r.model.manifest_sha256),
+    ("prompt", lambda r: r.prompt),
+)
+
+
+# --------------------------------------------------------------------------- view model
+
+
+@dataclass(frozen=True)
+class MetricColumn:
+    """A metric under fixed settings: only scores in the same column are comparable."""
+
+    id: str
+    metric: str
+    higher_is_better: bool
+    details: Details
+
+    @property
+    def label(self) -> str:
+        return metric_label(self.metric)
+
+    @property
+    def backbone(self) -> str | None:
+        value = dict(self.details).get("backbone")
+        return None if value is None else str(value)
+
+    @property
+    def details_text(self) -> str:
+        return _details_text(self.details)
+
+    @property
+    def direction(self) -> str:
+        return "higher is better" if self.higher_is_better else "lower is better"
+
+
+@dataclass
+class MetricCell:
+    column: MetricColumn
+    seeds: list[int]
+    values: list[float]
+    run_cis: list[tuple[float, float] | None] = field(default_factory=list)  # per seed, if any
+    comparable: bool = True
+    best: bool = False
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return statistics.mean(self.values)
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation (ddof=1); 0 for a single seed; NaN if a value is not finite."""
+        if not all(math.isfinite(v) for v in self.values):
+            return math.nan
+        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+
+    @property
+    def ci95(self) -> tuple[float, float] | None:
+        """95 % interval of the mean: Student t over seeds; for one seed, the run's own interval."""
+        if self.n > 1:
+            if not math.isfinite(self.std):
+                return None
+            half = t975(self.n - 1) * self.std / math.sqrt(self.n)
+            return (self.mean - half, self.mean + half)
+        return self.run_cis[0] if self.run_cis else None
+
+    @property
+    def ci_method(self) -> str:
+        if self.n > 1:
+            return f"Student t over {self.n} seeds"
+        return "the run's own interval" if self.ci95 else "none (one seed)"
+
+    @property
+    def display(self) -> str:
+        return f"{fmt_score(self.mean)} ± {fmt_score(self.std)}"
+
+    @property
+    def ci_display(self) -> str:
+        ci = self.ci95
+        return "" if ci is None else f"[{fmt_score(ci[0])}, {fmt_score(ci[1])}]"
+
+
+@dataclass
+class EfficiencyCell:
+    column: EfficiencyColumn
+    value: float | None
+    best: bool = False
+    estimated: bool = False  # at least one seed's figure is a model estimate, not a measurement
+
+    @property
+    def display(self) -> str:
+        return "—" if self.value is None else self.column.fmt(self.value)
+
+    @property
+    def raw(self) -> str:
+        """The value for data- attributes; empty when not measured."""
+        return "" if self.value is None else repr(self.value)
+
+
+@dataclass
+class RecordRef:
+    """Where one aggregated number came from."""
+
+    task: str
+    variant: str
+    seed: int
+    path: str  # relative to the results folder
+    sha256: str  # of the record file as read
+
+
+SAFE_SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of an untrusted id; a hash suffix keeps different ids apart."""
+    if SAFE_SLUG.fullmatch(text) and ".." not in text:
+        return text
+    readable = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "x"
+    return f"{readable}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+@dataclass
+class Row:
+    task: str
+    variant: str
+    description: str
+    techniques: list[str]
+    records: list[RunRecord]
+    refs: list[RecordRef]
+    cells: dict[str, MetricCell] = field(default_factory=dict)  # by column id
+    efficiency: dict[str, EfficiencyCell] = field(default_factory=dict)
+    hardware: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    scores_comparable: bool = True
+    mode: str = "natural"  # or fixed-N: a speed run with exactly N new tokens per image
+    notes: list[str] = field(default_factory=list)  # facts worth knowing that are not problems
+    anchor: str = ""  # element id on the index page, set once every row is known
+
+    @property
+    def seeds(self) -> list[int]:
+        return [r.seed for r in self.records]
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.records)
+
+    @property
+    def hardware_text(self) -> str:
+        return " | ".join(dict.fromkeys(self.hardware))
+
+    @property
+    def fixed_tokens(self) -> str | None:
+        return self.mode.removeprefix("fixed-") if self.mode != "natural" else None
+
+    @property
+    def base_model(self) -> str:
+        return self.records[0].model.base
+
+    @property
+    def family(self) -> str:
+        return self.records[0].model.family
+
+    @property
+    def page(self) -> str:
+        """The variant page, relative to the site root."""
+        return f"v/{self.anchor}.html"
+
+    @property
+    def techniques_json(self) -> str:
+        return json.dumps(self.techniques, ensure_ascii=False)
+
+    @property
+    def modality_confusion(self) -> ModalityConfusion | None:
+        return modality_confusion(self.records)
+
+    @property
+    def reproduce(self) -> str:
+        import shlex
+
+        # Ids come from untrusted records: quote them so a pasted command runs nothing else.
+        task, variant = shlex.quote(self.task), shlex.quote(self.variant)
+        return f"rocobench run --task {task} --variant {variant}"
+
+
+@dataclass(frozen=True)
+class ModalityConfusion:
+    """modality_acc's confusion counts summed over a row's seeds: counts[i][j] images whose
+    reference modality is references[i] and whose caption named predictions[j]."""
+
+    references: list[str]
+    predictions: list[str]
+    counts: list[list[int]]
+    n_seeds: int
+
+
+def modality_confusion(records: Sequence[RunRecord]) -> ModalityConfusion | None:
+    """From the `confusion` detail of modality_acc (JSON {reference: {predicted: count}}); a
+    malformed detail, as an untrusted record may hold, is left out."""
+    total: Counter[tuple[str, str]] = Counter()
+    seeds = 0
+    for r in records:
+        mv = r.metrics.get("modality_acc")
+        raw = mv.details.get("confusion") if mv is not None else None
+        try:
+            table = json.loads(raw) if isinstance(raw, str) else None
+        except ValueError:
+            table = None
+        if not isinstance(table, dict):
+            continue
+        cells = [
+            (str(ref), str(pred), n)
+            for ref, row in table.items()
+            if isinstance(row, dict)
+            for pred, n in row.items()
+            if isinstance(n, int) and not isinstance(n, bool) and n >= 0
+        ]
+        seeds += 1
+        for ref, pred, n in cells:
+            total[(ref, pred)] += n
+    if not total:
+        return None
+    refs = sorted({ref for ref, _ in total})
+    preds = sorted({pred for _, pred in total} | set(refs))
+    return ModalityConfusion(
+        refs, preds, [[total[(ref, pred)] for pred in preds] for ref in refs], seeds
+    )
+
+
+@dataclass
+class TaskTable:
+    task: str
+    task_versions: list[str]
+    reference: RunRecord  # a record matching every reference value: the header describes it
+    columns: list[MetricColumn]
+    efficiency_columns: list[EfficiencyColumn]  # those with at least one value
+    rows: list[Row]
+    anchor: str = ""
+
+    @property
+    def shown_efficiency(self) -> list[EfficiencyColumn]:
+        return [c for c in self.efficiency_columns if c.shown]
+
+    @property
+    def dataset_label(self) -> str:
+        d = self.reference.dataset
+        name = f" ({d.name})" if d.name else ""
+        return f"{d.path}{name}, split {d.split}"
+
+    @property
+    def hardware(self) -> list[str]:
+        return list(dict.fromkeys(h for row in self.rows for h in row.hardware))
+
+    @property
+    def bases(self) -> list[str]:
+        return sorted({row.base_model for row in self.rows})
+
+    @property
+    def techniques(self) -> list[str]:
+        return sorted({t for row in self.rows for t in row.techniques})
+
+    @property
+    def missing_efficiency(self) -> list[EfficiencyColumn]:
+        present = {c.key for c in self.efficiency_columns}
+        return [c for c in EFFICIENCY_COLUMNS if c.shown and c.key not in present]
+
+
+@dataclass
+class Site:
+    tables: list[TaskTable]
+    refs: list[RecordRef]
+    provenance: dict[str, Any]
+    results_dir: Path = Path("results")
+
+    @property
+    def n_variants(self) -> int:
+        return len({row.variant for t in self.tables for row in t.rows})
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def _details_key(details: dict[str, Any]) -> Details:
+    """A metric's settings: its details less those that report results (RESULT_DETAILS, such as
+    a confusion matrix), so runs scored the same way share a column."""
+    return tuple(sorted((k, v) for k, v in details.items() if k not in RESULT_DETAILS))
+
+
+details_key = _details_key
+
+
+def _short_hash(data: object) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _metric_columns(records: Sequence[RunRecord]) -> list[MetricColumn]:
+    """One column per (metric, direction, details); ids stay readable: name[@backbone][~hash]."""
+    keys = {
+        (name, mv.higher_is_better, _details_key(mv.details))
+        for r in records
+        for name, mv in r.metrics.items()
+    }
+    base_ids: dict[tuple[str, bool, Details], str] = {}
+    for name, hib, details in keys:
+        backbone = dict(details).get("backbone")
+        base_ids[(name, hib, details)] = name if backbone is None else f"{name}@{backbone}"
+    clashes = Counter(base_ids.values())
+    columns = [
+        MetricColumn(
+            id=base if clashes[base] == 1 else f"{base}~{_short_hash([hib, list(details)])}",
+            metric=name,
+            higher_is_better=hib,
+            details=details,
+        )
+        for (name, hib, details), base in base_ids.items()
+    ]
+    return sorted(columns, key=column_order)
+
+
+def column_order(column: MetricColumn) -> tuple[int, str, str]:
+    return (metric_rank(column.metric), column.metric, column.id)
+
+
+def _reference(records: Sequence[RunRecord], value: Callable[[RunRecord], T]) -> T:
+    # most_common keeps first-seen order on ties, and records come sorted: deterministic.
+    return Counter(value(r) for r in records).most_common(1)[0][0]
+
+
+def _check_row(row: Row, references: dict[str, object]) -> None:
+    for label, value in TASK_CHECKS + ROW_CHECKS:
+        seen = {value(r) for r in row.records}
+        if len(seen) > 1:
+            row.warnings.append(
+                f"seeds disagree on {label}, {len(seen)} distinct values: "
+                "averaged here, but not comparable"
+            )
+            row.scores_comparable = False
+        elif label in references and seen != {references[label]}:
+            row.warnings.append(
+                f"{label} differs from this task's reference shown above: "
+                "not comparable with the other rows"
+            )
+            row.scores_comparable = False
+    if len(set(row.hardware)) > 1:
+        row.warnings.append("seeds ran on different hardware: efficiency figures mix them")
+    errors = [len(r.errors) for r in row.records]
+    if any(errors):
+        # Scored as empty captions (nothing dropped), but a data problem to fix before publishing.
+        row.warnings.append(
+            f"{sum(errors)} image(s) could not be loaded across {sum(e > 0 for e in errors)} "
+            "seed(s): scored as empty captions"
+        )
+
+
+def _aggregate_row(row: Row, columns: Sequence[MetricColumn]) -> None:
+    by_key = {(c.metric, c.higher_is_better, c.details): c for c in columns}
+    for r in row.records:
+        for name, mv in r.metrics.items():
+            column = by_key[(name, mv.higher_is_better, _details_key(mv.details))]
+            cell = row.cells.setdefault(column.id, MetricCell(column, [], []))
+            cell.seeds.append(r.seed)
+            cell.values.append(mv.value)
+            cell.run_cis.append(mv.ci95)
+    # A metric reported under several settings within one row is split, never averaged together.
+    per_metric = Counter(cell.column.metric for cell in row.cells.values())
+    for metric, n in sorted(per_metric.items()):
+        if n > 1:
+            label = metric_label(metric)
+            row.warnings.append(
+                f"seeds disagree on {label} settings: each setting is shown in its own column"
+            )
+    for cell in row.cells.values():
+        cell.comparable = row.scores_comparable and cell.n == row.n_seeds
+    for col in EFFICIENCY_COLUMNS:
+        values = [v for v in (col.extract(r) for r in row.records) if v is not None]
+        row.efficiency[col.key] = EfficiencyCell(
+            col,
+            statistics.mean(values) if values else None,
+            estimated=bool(values)
+            and col.estimated is not None
+            and any(col.estimated(r) for r in row.records),
+        )
+
+
+def _mark_best(table: TaskTable) -> None:
+    """Mark the best mean per column; ties at the shown precision are all marked.
+
+    Only comparable, finite cells compete, and a column needs two of them that differ: a lone
+    entry, or a column where everyone ties, has no best. Time, memory and energy compete only
+    between rows measured on the same hardware: across machines the lowest figure says more
+    about the machine than the model.
+    """
+    for column in table.columns:
+        cells = [
+            cell
+            for row in table.rows
+            if (cell := row.cells.get(column.id)) is not None
+            and cell.comparable
+            and math.isfinite(cell.mean)
+        ]
+        if len(cells) < 2:
+            continue
+        shown = [round(c.mean, DECIMALS) for c in cells]
+        if len(set(shown)) == 1:
+            continue  # everyone ties: nothing stands out
+        best = max(shown) if column.higher_is_better else min(shown)
+        for cell, value in zip(cells, shown, strict=True):
+            cell.best = value == best
+    one_machine = len(table.hardware) == 1
+    for ecol in table.efficiency_columns:
+        if ecol.lower_is_better is None or (ecol.hardware_bound and not one_machine):
+            continue
+        ecells = [
+            ecell
+            for row in table.rows
+            if (ecell := row.efficiency[ecol.key]).value is not None
+            and (row.scores_comparable or not ecol.hardware_bound)
+        ]
+        if len(ecells) < 2:
+            continue
+        texts = [ecol.fmt(c.value) for c in ecells if c.value is not None]
+        values = [c.value for c in ecells if c.value is not None]
+        if len(set(texts)) == 1:
+            continue
+        winner = ecol.fmt(min(values) if ecol.lower_is_better else max(values))
+        for ecell, text in zip(ecells, texts, strict=True):
+            ecell.best = text == winner
+
+
+def _build_table(task: str, group: list[tuple[RecordRef, RunRecord]]) -> TaskTable:
+    records = [r for _, r in group]
+    # The reference is the most common combination of everything that decides comparability, so
+    # the header always describes at least one real record and the majority of rows.
+    joint = _reference(records, lambda r: tuple(value(r) for _, value in TASK_CHECKS))
+    reference = next(r for r in records if tuple(value(r) for _, value in TASK_CHECKS) == joint)
+    references = {label: v for (label, _), v in zip(TASK_CHECKS, joint, strict=True)}
+    columns = _metric_columns(records)
+    rows: dict[tuple[str, str], Row] = {}
+    for ref, r in group:
+        # Fixed-length speed runs are rows of their own: their captions are cut or padded.
+        key = (r.variant, length_mode(r))
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = Row(
+                task, r.variant, r.variant_description, list(r.techniques), [], [], mode=key[1]
+            )
+        row.records.append(r)
+        row.refs.append(ref)
+        row.hardware.append(hardware_label(r))
+    for row in rows.values():
+        _check_row(row, references)
+        if row.fixed_tokens is not None:
+            row.scores_comparable = False
+            row.notes.append(
+                f"speed run: exactly {row.fixed_tokens} new tokens per image, end of sequence "
+                "ignored; its scores are not ranked"
+            )
+        _aggregate_row(row, columns)
+    efficiency = [
+        col
+        for col in EFFICIENCY_COLUMNS
+        if any(row.efficiency[col.key].value is not None for row in rows.values())
+    ]
+    table = TaskTable(
+        task=task,
+        task_versions=sorted({r.task_version for r in records}),
+        reference=reference,
+        columns=columns,
+        efficiency_columns=efficiency,
+        rows=[rows[key] for key in sorted(rows, key=lambda k: (k[0], k[1] != "natural", k[1]))],
+    )
+    _mark_best(table)
+    return table
+
+
+def _assign_anchors(tables: Sequence[TaskTable]) -> None:
+    """Element ids and page names: `<task>--<variant>`, unique over the site."""
+    used: set[str] = set()
+    for table in tables:
+        table.anchor = slug(table.task)
+        for row in table.rows:
+            anchor = f"{table.anchor}--{slug(row.variant)}"
+            if row.mode != "natural":
+                anchor += f"--{slug(row.mode)}"
+            if anchor in used:  # two ids that slug alike: the full hash tells them apart
+                digest = hashlib.sha256(f"{row.task}\0{row.variant}".encode()).hexdigest()[:12]
+                anchor = f"{anchor}-{digest}"
+            used.add(anchor)
+            row.anchor = anchor
+
+
+def _provenance(records: Sequence[RunRecord]) -> dict[str, Any]:
+    shas: dict[str, bool] = {}
+    for r in records:
+        sha = r.provenance.git_sha or "unknown"
+        shas[sha] = shas.get(sha, False) or bool(r.provenance.git_dirty)
+    hardware = sorted(
+        {
+            (
+                r.provenance.hardware.device,
+                r.provenance.hardware.cpu,
+                r.provenance.hardware.cpu_count,
+                tuple(r.provenance.hardware.gpus),
+            )
+            for r in records
+        }
+    )
+    created = sorted(r.provenance.created_at for r in records)
+    return {
+        "rocobench_versions": sorted({r.provenance.rocobench_version for r in records}),
+        "git_shas": [{"sha": sha, "dirty": dirty} for sha, dirty in sorted(shas.items())],
+        "hardware": [
+            {"device": d, "cpu": cpu, "cpu_count": n, "gpus": list(gpus)}
+            for d, cpu, n, gpus in hardware
+        ],
+        "created_at": {"first": created[0], "last": created[-1]},
+        "n_records": len(records),
+    }
+
+
+def load_site(results_dir: Path) -> Site:
+    """Read and aggregate every record under `results_dir` (no files written)."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise ValueError(f"results folder {results_dir} does not exist")
+    # `--random-weights` runs time an architecture with noise for captions: never on the board
+    found = [(p, r) for p, r in find_records(results_dir) if not r.model.random_weights]
+    if not found:
+        raise ValueError(f"no run records ({RECORD_FILE}) found under {results_dir}")
+    pairs = [
+        (
+            RecordRef(
+                r.task,
+                r.variant,
+                r.seed,
+                path.relative_to(results_dir).as_posix(),
+                hashlib.sha256(path.read_bytes()).hexdigest(),
+            ),
+            r,
+        )
+        for path, r in found
+    ]
+    by_task: dict[str, list[tuple[RecordRef, RunRecord]]] = {}
+    for ref, r in pairs:
+        by_task.setdefault(r.task, []).append((ref, r))
+    tables = [_build_table(task, group) for task, group in sorted(by_task.items())]
+    _assign_anchors(tables)
+    return Site(tables, [ref for ref, _ in pairs], _provenance([r for _, r in pairs]), results_dir)

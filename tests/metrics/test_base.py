@@ -1,0 +1,38 @@
+"""What every metric shares: inputs paired by position, registration with label and order."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.metrics import METRICS, References, compute_metrics, parse_options
+from harness.metrics.profiles import default_metrics
+
+
+def test_references_pair_concepts_with_texts() -> None:
+    refs = References(("a", "b"), (("C1",), None))
+    assert refs.concepts_or_none() == [("C1",), None]
+    assert References(("a",)).concepts_or_none() == [None]
+    assert refs.subset([1]) == References(("b",), (None,))
+    with pytest.raises(ValueError, match="1 reference concept lists for 2 references"):
+        References(("a", "b"), (("C1",),))
+
+
+def test_concept_metrics_use_the_concepts_they_are_given() -> None:
+    """The dataset's concepts reach the metric with the samples, not through any side channel."""
+    requests = [("concept_f1", parse_options("concept_f1", {}))]
+    prediction = ["ct of the chest"]
+    extracted = compute_metrics(requests, prediction, ["ct of the chest"], resamples=0)
+    assert extracted["concept_f1"].details["reference_concepts"] == "extracted"
+    unrelated = References(("ct of the chest",), (("C0000000",),))
+    given = compute_metrics(requests, prediction, unrelated, resamples=0)
+    assert given["concept_f1"].details["reference_concepts"] == "dataset"
+    assert given["concept_f1"].value == 0.0 < extracted["concept_f1"].value
+
+
+def test_every_metric_has_a_label_and_table_order() -> None:
+    names = default_metrics()
+    assert set(names) == set(METRICS.names())
+    orders = [METRICS.get(n).order for n in names]
+    assert orders == sorted(orders) and len(set(orders)) == len(orders)
+    assert all(METRICS.get(n).label for n in names)
+    assert names[:2] == ("bleu1", "bleu4")  # Table I's order
