@@ -10,15 +10,15 @@ record is only followed inside the folders we search.
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from pydantic import ValidationError
 
 from harness.records.record import DatasetRef, RunRecord
+from harness.records.rows import SampleRow
 
 THUMB_PX = 128  # stored size; shown smaller, so that they stay sharp on dense screens
 THUMB_QUALITY = 80
@@ -27,44 +27,13 @@ COMMIT = re.compile(r"[0-9a-f]{40}")
 DEFAULT_COLUMNS = ("image_id", "image")  # the ROCOv2 layout, when no task file says otherwise
 
 
-@dataclass(frozen=True)
-class Sample:
-    id: str
-    reference: str
-    prediction: str
-    new_tokens: int | None
-    scores: dict[str, float]
-
-
 @dataclass
 class SampleSet:
     """The first `limit` samples of one run, and why there are none when there are none."""
 
-    samples: list[Sample] = field(default_factory=list)
+    samples: list[SampleRow] = field(default_factory=list)
     total: int = 0
     problem: str | None = None
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else "" if value is None else str(value)
-
-
-def _sample(row: Any) -> Sample | None:
-    if not isinstance(row, dict) or not isinstance(row.get("id"), str | int):
-        return None
-    scores = row.get("scores") if isinstance(row.get("scores"), dict) else {}
-    tokens = row.get("new_tokens")
-    return Sample(
-        id=str(row["id"]),
-        reference=_text(row.get("reference")),
-        prediction=_text(row.get("prediction")),
-        new_tokens=tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None,
-        scores={
-            str(k): float(v)
-            for k, v in scores.items()
-            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-        },
-    )
 
 
 def read_samples(record_path: Path, record: RunRecord, limit: int) -> SampleSet:
@@ -83,10 +52,8 @@ def read_samples(record_path: Path, record: RunRecord, limit: int) -> SampleSet:
             if not line.strip():
                 continue
             try:
-                sample = _sample(json.loads(line))
-            except ValueError:
-                sample = None
-            if sample is None:
+                sample = SampleRow.model_validate_json(line)
+            except ValidationError:
                 bad += 1
                 continue
             found.total += 1
