@@ -15,6 +15,7 @@ from harness.cli import (
     bench,
     build,
     compare,
+    dispatch,
     export_lm_eval,
     ls,
     publish,
@@ -31,6 +32,7 @@ from harness.specs.yamlio import SpecError
 SUBCOMMANDS = (
     run,
     sweep,
+    dispatch,
     bench,
     build,
     render,
