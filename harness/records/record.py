@@ -58,6 +58,18 @@ class Hardware(_Model):
     gpus: list[str] = Field(default_factory=list)
 
 
+class JobRef(_Model):
+    """The Hugging Face Job that produced a record (`rocobench dispatch`): what a verifier checks
+    against the Hub (`inspect_job`: the Job exists, carries the dispatch label, ran this run)."""
+
+    platform: Literal["hf-jobs"] = "hf-jobs"
+    dispatch: str  # the maintainer's dispatch label, also a label of the Job
+    job_id: str | None  # None when the Job could not look itself up
+    namespace: str | None = None
+    flavor: str | None = None
+    url: str | None = None
+
+
 class Provenance(_Model):
     rocobench_version: str
     git_sha: str | None
@@ -67,6 +79,7 @@ class Provenance(_Model):
     packages: dict[str, str]
     hardware: Hardware
     created_at: str  # ISO 8601, UTC
+    job: JobRef | None = None  # set by `rocobench run-job` inside a dispatched Job only
 
 
 class PhaseFigures(_Model):
