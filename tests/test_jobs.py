@@ -190,7 +190,7 @@ def test_jobs_shows_status_and_the_log_tail_of_a_failed_job(
     by_variant = {j.spec["environment"]["ROCOBENCH_VARIANT"]: j.id for j in hub.jobs.values()}
     first, second = by_variant["tiny-qwen2-vl"], by_variant["tiny-llava"]
     hub.set_stage(first, "COMPLETED")
-    logs = [f"line {i}" for i in range(30)] + ["CUDA out of memory"]
+    logs = [f"line {i}" for i in range(29)] + [f"echo {TOKEN}", "CUDA out of memory"]
     hub.set_stage(second, "ERROR", "exit code 1", logs)
     capsys.readouterr()
     assert main(["jobs", "--endpoint", ENDPOINT, "--log-lines", "5"]) == 1
@@ -199,6 +199,27 @@ def test_jobs_shows_status_and_the_log_tail_of_a_failed_job(
     assert re.search(rf"{second}\s+ERROR .* tiny-llava seeds 0,1,2 .* exit code 1", out)
     assert f"--- {second} (ERROR): last log lines" in out
     assert "  CUDA out of memory" in out and "  line 26" in out and "line 25" not in out
+    assert "  echo hf_***" in out and TOKEN not in out  # a program that printed it: scrubbed
+
+
+def test_watch_polls_until_every_job_has_ended(hub: FakeHub) -> None:
+    assert main(dispatch("--variant", "tiny-qwen2-vl", "--per-seed", "--seeds", "0,1")) == 0
+    first, second = hub.jobs
+    hub.set_stage(first, "RUNNING")
+    moves = iter([(first, "COMPLETED"), (second, "RUNNING"), (second, "ERROR")])
+    seen: list[str] = []
+
+    def sleep(_: float) -> None:
+        hub.set_stage(*next(moves))
+
+    rows = jobs.watch(
+        api(), dispatch=None, namespace=None, interval_s=0, log=seen.append, sleep=sleep
+    )
+    assert {r.job_id: r.stage for r in rows} == {first: "COMPLETED", second: "ERROR"}
+    stages: dict[str, list[str]] = {}
+    for line in seen:  # each change of stage logged once, per Job
+        stages.setdefault(line.split()[0], []).append(line.split()[1])
+    assert stages == {first: ["RUNNING", "COMPLETED"], second: ["SCHEDULING", "RUNNING", "ERROR"]}
 
 
 def test_retry_relaunches_only_runs_still_missing_and_each_failed_job_once(
