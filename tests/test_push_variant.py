@@ -161,5 +161,19 @@ def test_round_trip_full_and_adapter_load_back_without_rocobench(
     assert tokens != _greedy(
         AutoModelForImageTextToText.from_pretrained(base_dir), processor, image
     )
+
+    # A manifest names the pushed adapter as a prebuilt variant (the `source` technique).
+    head = hub.repo("model", ADAPTER_REPO).head
+    assert f"repo: {ADAPTER_REPO}\n    revision: {head}\n    type: adapter" in out
+    snippet = out.split("prebuilt variant with:\n")[-1].strip()
+    sourced = tmp_path / "tiny-qwen2-vl-sourced.yaml"
+    sourced.write_text(
+        f"id: tiny-qwen2-vl-sourced\nbase:\n  twin: qwen2_vl\n{snippet}\n", encoding="utf-8"
+    )
+    loaded = load_variant(load_manifest(sourced), "cpu")
+    plain = PeftModel.from_pretrained(
+        AutoModelForImageTextToText.from_pretrained(base_dir), adapter_dir
+    ).eval()
+    assert _greedy(loaded.model, loaded.processor, image) == _greedy(plain, processor, image)
     assert not list(Path(adapter_dir).glob("build.json"))
     assert all(TOKEN.encode() not in p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())

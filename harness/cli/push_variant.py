@@ -47,7 +47,7 @@ def push_variant(args: argparse.Namespace) -> int:
 
     from harness.build import BuildError, ensure_built
     from harness.families import family_for_model_type
-    from harness.models.push import PushError, plan_push, push_variant
+    from harness.models.push import PushError, manifest_snippet, plan_push, push_variant
     from harness.records import find_records
     from leaderboard.publish import REPO_ID, make_api, redact
 
@@ -77,10 +77,14 @@ def push_variant(args: argparse.Namespace) -> int:
         if args.dry_run:
             log("dry run: nothing was uploaded")
             return 0
-        url = push_variant(
+        commit, url = push_variant(
             api, plan, create_pr=args.create_pr, private=True if args.private else None, log=log
         )
         log(f"pushed {spec.id} to {args.repo}: {url}")
+        if not args.create_pr:
+            print(
+                f"a manifest takes it as a prebuilt variant with:\n{manifest_snippet(plan, commit)}"
+            )
     except (PushError, BuildError) as err:
         raise CliError(redact(str(err))) from None
     except HfHubHTTPError as err:

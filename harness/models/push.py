@@ -427,9 +427,9 @@ def push_variant(
     create_pr: bool = False,
     private: bool | None = None,
     log: Callable[[str], None] = print,
-) -> str | None:
+) -> tuple[str, str]:
     """Create the model repository if missing, then one commit of the plan's files on top of its
-    head (`parent_commit`). Returns the commit or pull-request URL."""
+    head (`parent_commit`). Returns the commit and its (or the pull request's) URL."""
     from huggingface_hub import CommitOperationAdd
     from huggingface_hub.errors import RepositoryNotFoundError
 
@@ -444,4 +444,13 @@ def push_variant(
         plan.repo_id, operations, commit_message=f"rocobench push-variant ({plan.kind})",
         parent_commit=head, create_pr=create_pr,
     )  # fmt: skip
-    return info.pr_url or info.commit_url
+    return info.oid, info.pr_url or info.commit_url
+
+
+def manifest_snippet(plan: PushPlan, commit: str) -> str:
+    """How a manifest names the pushed repository as a prebuilt variant (`source` technique)."""
+    kind = "adapter" if plan.kind == "adapter" else "checkpoint"
+    return (
+        "techniques:\n"
+        f"  - kind: source\n    repo: {plan.repo_id}\n    revision: {commit}\n    type: {kind}"
+    )

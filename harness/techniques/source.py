@@ -56,7 +56,10 @@ def _local(spec: SourceSpec, root: Path | None) -> Path:
 def _module_of(key: str) -> str:
     """`base_model.model.X.lora_A.weight` -> `X` (the adapted module's path in the model)."""
     body = key.removeprefix(PEFT_PREFIX)
-    return re.sub(r"\.lora_(A|B|embedding_A|embedding_B)(\.[^.]+)?\.weight$", "", body)
+    module = re.sub(r"\.lora_(A|B|embedding_A|embedding_B)(\.[^.]+)?\.weight$", "", body)
+    # A module trained in full beside the adapter (peft's modules_to_save) stores its own
+    # parameters: `X.weight` -> `X`.
+    return module if module != body else body.rsplit(".", 1)[0]
 
 
 def migrate_keys(keys: list[str], family: Family, modules: set[str]) -> dict[str, str]:
@@ -115,7 +118,7 @@ def apply(ctx: Any, spec: SourceSpec) -> None:
     safetensors.torch.save_file(migrated_tensors, str(stage / ADAPTER_WEIGHTS))
     config = json.loads((folder / "adapter_config.json").read_text())
     # Name the adapted modules exactly, so PEFT places every tensor where the keys say.
-    config["target_modules"] = sorted({_module_of(k) for k in migrated_tensors})
+    config["target_modules"] = sorted({_module_of(k) for k in migrated_tensors if ".lora_" in k})
     (stage / "adapter_config.json").write_text(json.dumps(config, indent=2))
     ctx.state.adapter = str(stage)
     ctx.record(
