@@ -323,6 +323,17 @@ def test_a_faked_job_runs_the_twin_and_commits_its_record_naming_the_job(
     render_site(local / "records", tmp_path / "site")
     assert "tiny-qwen2-vl" in (tmp_path / "site" / "results.json").read_text(encoding="utf-8")
     assert read_record(local / rel / RECORD_FILE).provenance.job == record.provenance.job
+    # A verifier can check the record against the Job it names.
+    assert jobs.job_record_problem(api(), record, DATASET, maintainers=["tester"]) is None
+    assert "not a maintainer" in jobs.job_record_problem(api(), record, DATASET, maintainers=["x"])
+    other = record.model_copy(update={"variant": "tiny-llava"})
+    assert "was launched for rocov2_sample × tiny-qwen2-vl" in jobs.job_record_problem(
+        api(), other, DATASET
+    )
+    assert "not written by a dispatched Job" in jobs.job_record_problem(
+        api(), current_record(), DATASET
+    )
+    assert "wrote to" in jobs.job_record_problem(api(), record, "someone/else")
     # The token is in no file written, no log and no output.
     out, err = capsys.readouterr()
     assert TOKEN not in out + err + caplog.text

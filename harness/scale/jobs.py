@@ -38,6 +38,7 @@ from harness.records import RECORD_FILE
 if TYPE_CHECKING:
     from huggingface_hub import HfApi, JobInfo
 
+    from harness.records import RunRecord
     from harness.specs import TaskSpec, VariantSpec
 
 SNAPSHOT = Path(__file__).with_name("jobs_hardware.json")
@@ -759,4 +760,40 @@ def _bucket_of(info: Any) -> str | None:
     for volume in (getattr(info, "volumes", None) or []) if info is not None else []:
         if volume.type == "bucket" and volume.mount_path == CHECKPOINT_MOUNT:
             return volume.source
+    return None
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def job_record_problem(
+    api: HfApi, record: RunRecord, dataset: str, *, maintainers: Iterable[str] | None = None
+) -> str | None:
+    """None if `record` was written by the dispatched Job it names; otherwise why not.
+
+    The Job must exist on the Hub, carry the record's dispatch label, have been launched for this
+    record's task, variant and seed into `dataset`, and (when `maintainers` is given) be owned or
+    started by one of them. What a verifier builds the `verified` status on.
+    """
+    job = record.provenance.job
+    if job is None:
+        return "not written by a dispatched Job"
+    if job.job_id is None:
+        return "the Job could not be identified when the record was written"
+    try:
+        info = api.inspect_job(job_id=job.job_id, namespace=job.namespace)
+    except Exception as err:
+        return f"Job {job.job_id} cannot be inspected ({type(err).__name__})"
+    row = JobRow.from_info(info)
+    env = info.environment or {}
+    if (info.labels or {}).get(LABEL_DISPATCH) != job.dispatch:
+        return f"Job {job.job_id} does not carry the dispatch label {job.dispatch!r}"
+    if (row.task, row.variant) != (record.task, record.variant) or record.seed not in row.seeds:
+        return f"Job {job.job_id} was launched for {row.task} × {row.variant} seeds {row.seeds}"
+    if env.get("ROCOBENCH_RESULTS_DATASET") != dataset:
+        return f"Job {job.job_id} wrote to {env.get('ROCOBENCH_RESULTS_DATASET')}, not {dataset}"
+    if maintainers is not None:
+        who = {info.owner.name, getattr(info.initiator, "name", None)}
+        if not who & set(maintainers):
+            return f"Job {job.job_id} was started by {info.owner.name}, not a maintainer"
     return None
