@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="List the Jobs `rocobench dispatch` started (found by their labels) with "
         "their status; a failed Job shows the tail of its logs. --watch polls until every Job "
         "has ended; --retry relaunches failed Jobs for the runs their dataset still lacks (each "
-        "failed Job once; runs finished meanwhile are not redone).",
+        "failed Job once; runs finished meanwhile are not redone). Exit 1 when a Job failed and "
+        "--retry was not given.",
     )
     p.add_argument("--dispatch", metavar="LABEL", help="only this dispatch (default: all)")
     p.add_argument("--watch", action="store_true", help="poll until every Job has ended")
