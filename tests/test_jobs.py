@@ -98,7 +98,7 @@ def test_dry_run_offline_prints_every_job_with_time_and_cost_from_the_snapshot(
     out = capsys.readouterr().out
     snapshot = json.loads(jobs.SNAPSHOT.read_text(encoding="utf-8"))
     assert f"prices: offline snapshot of {snapshot['date']}" in out
-    assert "not read (offline): planning every run" in out
+    assert "not read (offline or unreachable): planning every run" in out
     assert len(re.findall(r"^job \d/9: rocov2_paper327 × ", out, re.M)) == 9
     assert out.count("flavour  a100-large (Nvidia A100 - large, 1× A100 80 GB, $2.50/h)") == 9
     assert out.count("  image    ghcr.io/astral-sh/uv:python3.12-bookworm") == 9

@@ -75,8 +75,9 @@ def dispatch(args: argparse.Namespace) -> int:
     try:
         prices = jobs.load_prices(api, offline=is_offline)
         held, holdings = jobs.held_runs(
-            api, args.results_dataset, suite.task, variants, seeds, offline=is_offline
-        )
+            api, args.results_dataset, suite.task, variants, seeds,
+            offline=is_offline or prices.unreachable,
+        )  # fmt: skip
         plan = jobs.plan_dispatch(
             suite.task, variants, seeds, dataset=args.results_dataset, flavor_name=args.flavor,
             prices=prices, held=held, holdings=holdings,

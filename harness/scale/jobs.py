@@ -82,6 +82,7 @@ class PriceTable:
     flavors: dict[str, Flavor]
     source: str  # where the prices come from, said in every plan
     accelerators: dict[str, dict[str, float]]  # bandwidth and peak figures for estimates
+    unreachable: bool = False  # the Hub did not answer at all (no network): skip other calls
 
     def flavor(self, name: str) -> Flavor:
         if name not in self.flavors:
@@ -115,6 +116,7 @@ def load_prices(api: HfApi | None, *, offline: bool) -> PriceTable:
     snapshot = json.loads(SNAPSHOT.read_text(encoding="utf-8"))
     accelerators = {k: v for k, v in snapshot["accelerators"].items() if not k.startswith("_")}
     reason = "HF_HUB_OFFLINE is set" if offline else None
+    unreachable = False
     if api is not None and not offline:
         try:
             live = api.list_jobs_hardware()
@@ -122,10 +124,13 @@ def load_prices(api: HfApi | None, *, offline: bool) -> PriceTable:
             flavors = {h.name: _flavor(h) for h in live}
             return PriceTable(flavors, f"live: list_jobs_hardware at {stamp}", accelerators)
         except Exception as err:  # unreachable Hub, no network: the snapshot says so
+            from huggingface_hub.errors import HfHubHTTPError
+
+            unreachable = not isinstance(err, HfHubHTTPError)
             reason = f"the Hub did not answer ({type(err).__name__})"
     flavors = {h["name"]: _flavor(JobHardwareInfo(**h)) for h in snapshot["hardware"]}
     source = f"offline snapshot of {snapshot['date']} ({SNAPSHOT.name}; {reason})"
-    return PriceTable(flavors, source, accelerators)
+    return PriceTable(flavors, source, accelerators, unreachable)
 
 
 # --------------------------------------------------------------------------- time estimates
@@ -284,7 +289,10 @@ def held_runs(
     `rocobench run` makes before reusing one): a changed manifest is run again.
     """
     if api is None or offline:
-        return set(), f"results dataset {dataset}: not read (offline): planning every run"
+        return (
+            set(),
+            f"results dataset {dataset}: not read (offline or unreachable): planning every run",
+        )
     from huggingface_hub import RepoFile
 
     try:
