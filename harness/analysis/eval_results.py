@@ -25,8 +25,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from harness.records import RunRecord
-    from harness.specs import TaskSpec
+    from harness.records.record import RunRecord
+    from harness.specs.task import TaskSpec
 
 FRAMEWORK = "rocobench"
 FOLDER = ".eval_results"

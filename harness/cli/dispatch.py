@@ -6,7 +6,8 @@ import argparse
 import os
 import sys
 
-from harness.cli.common import CliError, load_suite_arg, load_variant_arg, parse_seeds
+from harness.cli.common import CliError, parse_seeds
+from harness.specs import catalog
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,10 +62,10 @@ def dispatch(args: argparse.Namespace) -> int:
 
     if not REPO_ID.fullmatch(args.results_dataset):
         raise CliError(f"--results-dataset: expected ORG/NAME, got {args.results_dataset!r}")
-    suite = load_suite_arg(args.suite)
+    suite = catalog.suite(args.suite)
     variants = list(suite.variants)
     if args.variant:
-        wanted = [load_variant_arg(v).id for v in args.variant]
+        wanted = [catalog.variant(v).id for v in args.variant]
         unknown = [v for v in wanted if v not in {s.id for s in variants}]
         if unknown:
             raise CliError(f"--variant {unknown[0]!r} is not in suite {suite.name}")

@@ -50,7 +50,7 @@ def export(args: argparse.Namespace) -> int:
         return _write_eval_yaml(args.eval_yaml)
     if args.records is None or args.model_repo is None:
         raise CliError("give RECORDS and --model-repo (or --eval-yaml PATH)")
-    from harness.records import atomic_writer, find_records
+    from harness.records.store import atomic_writer, find_records
     from leaderboard.publish import REPO_ID, make_api, redact
 
     if not REPO_ID.fullmatch(args.model_repo):
@@ -104,11 +104,10 @@ def export(args: argparse.Namespace) -> int:
 
 def _write_eval_yaml(path: Path) -> int:
     from harness.analysis.eval_results import benchmark_eval_yaml
-    from harness.paths import TASKS_DIR
-    from harness.records import atomic_writer
-    from harness.specs import load_task
+    from harness.records.store import atomic_writer
+    from harness.specs import catalog
 
-    tasks = [load_task(p) for p in sorted(TASKS_DIR.glob("*.yaml"))]
+    tasks = [catalog.task(name) for name in sorted(catalog.ids("task"))]
     tasks = [t for t in tasks if not t.dataset_path.startswith((".", "/"))]
     text = benchmark_eval_yaml(tasks, {t.task: [m.metric for m in t.metric_list] for t in tasks})
     with atomic_writer(path) as fh:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.cli.common import CliError, load_task_arg, load_variant_arg
+from harness.cli.common import CliError
+from harness.specs import catalog
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,7 +65,7 @@ def jobs(args: argparse.Namespace) -> int:
         if args.retry and failed:
             source = hfjobs.local_source(args.source_repo, args.revision)
             outcome = hfjobs.retry_failed(
-                api, rows, load_task=load_task_arg, load_variant=load_variant_arg,
+                api, rows, load_task=catalog.task, load_variant=catalog.variant,
                 prices=hfjobs.load_prices(api, offline=offline()), source=source,
                 namespace=args.namespace, offline=offline(), log=say,
             )  # fmt: skip

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.cli.common import CliError, load_variant_arg
+from harness.cli.common import CliError
+from harness.specs import catalog
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,17 +46,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 def push_variant(args: argparse.Namespace) -> int:
     from huggingface_hub.errors import HfHubHTTPError
 
-    from harness.build import BuildError, ensure_built
-    from harness.families import family_for_model_type
+    from harness.models.build import ensure_built
+    from harness.models.families import family_for_model_type
     from harness.models.push import PushError, manifest_snippet, plan_push, push_variant
-    from harness.records import find_records
+    from harness.models.sources import BuildError
+    from harness.records.store import find_records
     from leaderboard.publish import REPO_ID, make_api, redact
 
     for name in ("repo", "base_repo"):
         value = getattr(args, name)
         if value is not None and not REPO_ID.fullmatch(value):
             raise CliError(f"--{name.replace('_', '-')}: expected ORG/NAME, got {value!r}")
-    spec = load_variant_arg(args.variant)
+    spec = catalog.variant(args.variant)
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     api = make_api(args.endpoint)
     try:

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.cli.common import CliError, load_task_arg, load_variant_arg, parse_seeds
+from harness.cli.common import CliError, parse_seeds
+from harness.specs import catalog
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +46,7 @@ def run_job(args: argparse.Namespace) -> int:
         raise CliError("--seeds: give at least one seed")
     try:
         pushed = run_job(
-            load_task_arg(args.task), load_variant_arg(args.variant), seeds,
+            catalog.task(args.task), catalog.variant(args.variant), seeds,
             dataset=args.results_dataset, dispatch=args.dispatch,
             work_dir=args.work_dir or default_work_dir(), api=make_api(args.endpoint),
             device=args.device, limit=args.limit, log=lambda m: print(m, file=sys.stderr),

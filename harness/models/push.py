@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
-    from harness.build import BuiltVariant
-    from harness.records import RunRecord
-    from harness.specs import VariantSpec
+    from harness.models.build import BuiltVariant
+    from harness.records.record import RunRecord
+    from harness.specs.variant import VariantSpec
 
 Kind = Literal["adapter", "full"]
 ADAPTER_PREFIX = "base_model.model."

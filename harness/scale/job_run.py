@@ -21,22 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.records import (
-    PREDICTIONS_FILE,
-    RECORD_FILE,
-    SAMPLES_FILE,
-    JobRef,
-    read_record,
-    write_record,
-)
+from harness.records.layout import RECORD_FILE, RUN_FILES, seed_dir
+from harness.records.record import JobRef
+from harness.records.store import read_record, write_record
 from harness.scale.jobs import KIND_VALUE, LABEL_DISPATCH, LABEL_KIND, records_path
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
-    from harness.specs import TaskSpec, VariantSpec
+    from harness.specs.task import TaskSpec
+    from harness.specs.variant import VariantSpec
 
-RUN_FILES = (PREDICTIONS_FILE, SAMPLES_FILE, RECORD_FILE)
 DATASET_README = """---
 pretty_name: rocobench results
 tags:
@@ -97,7 +92,7 @@ def remote_record_current(
 
     from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
-    from harness.run import spec_reuse_problem
+    from harness.pipeline.runner import spec_reuse_problem
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -177,7 +172,7 @@ def run_job(
     limit: int | None = None,
     log: Callable[[str], None] = print,
 ) -> list[Pushed]:
-    from harness.run import run_variant, seed_dir
+    from harness.pipeline.runner import run_variant
 
     job = find_own_job(api, dispatch, variant.id, seeds)
     log(f"job {job.job_id or '(not found by label)'}, dispatch {dispatch}")

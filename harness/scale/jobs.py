@@ -33,13 +33,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.paths import REPO_ROOT
-from harness.records import RECORD_FILE
+from harness.records.layout import RECORD_FILE
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi, JobInfo
 
-    from harness.records import RunRecord
-    from harness.specs import TaskSpec, VariantSpec
+    from harness.records.record import RunRecord
+    from harness.specs.task import TaskSpec
+    from harness.specs.variant import VariantSpec
 
 SNAPSHOT = Path(__file__).with_name("jobs_hardware.json")
 DEFAULT_IMAGE = "ghcr.io/astral-sh/uv:python3.12-bookworm"  # Debian with git, Python and uv
@@ -328,7 +329,7 @@ def record_is_current(
 ) -> bool:
     import tempfile
 
-    from harness.run import spec_reuse_problem
+    from harness.pipeline.runner import spec_reuse_problem
 
     with tempfile.TemporaryDirectory() as tmp:
         local = api.hf_hub_download(dataset, path, repo_type="dataset", local_dir=tmp)

@@ -19,11 +19,15 @@ from fixtures.fake_hub import ENDPOINT, TOKEN, FakeHub, serving
 from fixtures.site_records import make_record
 
 from harness.cli import main
-from harness.meters import METERING_VERSION
+from harness.metering.base import METERING_VERSION
 from harness.paths import REPO_ROOT
-from harness.records import RECORD_FILE, RunRecord, read_record
+from harness.records.layout import RECORD_FILE
+from harness.records.record import RunRecord
+from harness.records.store import read_record
 from harness.scale import jobs
-from harness.specs import load_task, load_variant, spec_hash
+from harness.specs.common import spec_hash
+from harness.specs.task import load_task
+from harness.specs.variant import load_variant
 
 DATASET = "rocobench/results"
 SOURCE = ["--source-repo", "https://git.test/rocobench.git", "--revision", "c" * 40]

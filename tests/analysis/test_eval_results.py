@@ -20,7 +20,7 @@ from harness.analysis.eval_results import (
 )
 from harness.cli import main
 from harness.paths import REPO_ROOT
-from harness.records import MetricValue, RunRecord
+from harness.records.record import MetricValue, RunRecord
 
 BENCHMARK = "rocobench/rocov2-benchmark"
 MODEL = "rocobench/qwen-qlora"

@@ -78,9 +78,9 @@ def test_transformers_5_names_are_mapped_onto_the_hub_checkpoints() -> None:
 
 
 def test_a_pruned_variant_is_refused(hub: FakeHub, capsys: pytest.CaptureFixture[str]) -> None:
-    from harness.build import BuiltVariant
+    from harness.models.build import BuiltVariant
     from harness.models.push import plan_push
-    from harness.specs import load_variant
+    from harness.specs.variant import load_variant
     from harness.techniques.context import ModelState
 
     spec = load_variant(REPO_ROOT / "variants" / "tiny-qwen2-vl-pruned.yaml")
@@ -137,8 +137,8 @@ def test_round_trip_full_and_adapter_load_back_without_rocobench(
     processor = AutoProcessor.from_pretrained(base_dir)
     image = Image.new("RGB", (224, 224), (120, 80, 40))
 
-    from harness.build import load_variant
-    from harness.specs import load_variant as load_manifest
+    from harness.models.load import load_variant
+    from harness.specs.variant import load_variant as load_manifest
 
     ours = load_variant(load_manifest(REPO_ROOT / "variants" / "tiny-qwen2-vl.yaml"), "cpu")
     plain = AutoModelForImageTextToText.from_pretrained(base_dir).eval()
