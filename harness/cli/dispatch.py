@@ -58,6 +58,7 @@ def dispatch(args: argparse.Namespace) -> int:
     from huggingface_hub.errors import HfHubHTTPError
 
     from harness.scale import jobs
+    from harness.scale.jobs_cost import load_prices
     from leaderboard.publish import REPO_ID, make_api, redact
 
     if not REPO_ID.fullmatch(args.results_dataset):
@@ -74,7 +75,7 @@ def dispatch(args: argparse.Namespace) -> int:
     is_offline = offline()
     api = make_api(args.endpoint)
     try:
-        prices = jobs.load_prices(api, offline=is_offline)
+        prices = load_prices(api, offline=is_offline)
         held, holdings = jobs.held_runs(
             api, args.results_dataset, suite.task, variants, seeds,
             offline=is_offline or prices.unreachable,

@@ -36,6 +36,7 @@ def jobs(args: argparse.Namespace) -> int:
 
     from harness.cli.dispatch import offline
     from harness.scale import jobs as hfjobs
+    from harness.scale.jobs_cost import load_prices
     from leaderboard.publish import make_api, redact
 
     def say(line: str) -> None:
@@ -66,7 +67,7 @@ def jobs(args: argparse.Namespace) -> int:
             source = hfjobs.local_source(args.source_repo, args.revision)
             outcome = hfjobs.retry_failed(
                 api, rows, load_task=catalog.task, load_variant=catalog.variant,
-                prices=hfjobs.load_prices(api, offline=offline()), source=source,
+                prices=load_prices(api, offline=offline()), source=source,
                 namespace=args.namespace, offline=offline(), log=say,
             )  # fmt: skip
             for job_id, variant, seed in outcome.finished_meanwhile:

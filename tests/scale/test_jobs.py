@@ -25,6 +25,7 @@ from harness.records.layout import RECORD_FILE
 from harness.records.record import RunRecord
 from harness.records.store import read_record
 from harness.scale import jobs
+from harness.scale.jobs_cost import SNAPSHOT, UnknownFlavor, load_prices
 from harness.specs.common import spec_hash
 from harness.specs.task import load_task
 from harness.specs.variant import load_variant
@@ -100,7 +101,7 @@ def test_dry_run_offline_prints_every_job_with_time_and_cost_from_the_snapshot(
             "--results-dataset", "x/y", "--dry-run", *SOURCE]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
-    snapshot = json.loads(jobs.SNAPSHOT.read_text(encoding="utf-8"))
+    snapshot = json.loads(SNAPSHOT.read_text(encoding="utf-8"))
     assert f"prices: offline snapshot of {snapshot['date']}" in out
     assert "not read (offline or unreachable): planning every run" in out
     assert len(re.findall(r"^job \d/9: rocov2_paper327 × ", out, re.M)) == 9
@@ -125,7 +126,7 @@ def test_dry_run_offline_prints_every_job_with_time_and_cost_from_the_snapshot(
 
 
 def test_per_seed_makes_one_job_per_run_and_timeouts_cover_the_estimate() -> None:
-    prices = jobs.load_prices(None, offline=True)
+    prices = load_prices(None, offline=True)
     source = jobs.Source("https://git.test/r.git", "c" * 40)
     plan = jobs.plan_dispatch(
         TASK, [QWEN], [0, 1, 2], dataset=DATASET, flavor_name="t4-small", prices=prices,
@@ -136,7 +137,7 @@ def test_per_seed_makes_one_job_per_run_and_timeouts_cover_the_estimate() -> Non
     for job in plan.jobs:
         assert job.estimate is not None and job.timeout_s >= 2 * job.estimate.total_s
         assert job.env["ROCOBENCH_SEEDS"] == ",".join(map(str, job.seeds))
-    with pytest.raises(jobs.DispatchError, match=r"unknown Jobs flavour 'a100-lrge'.*a100-large"):
+    with pytest.raises(UnknownFlavor, match=r"unknown Jobs flavour 'a100-lrge'.*a100-large"):
         prices.flavor("a100-lrge")
 
 
