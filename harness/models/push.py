@@ -122,10 +122,25 @@ def base_key_names(
     metadata (headers only, no download)."""
     if local is not None:
         return set(_folder_keys(local)), f"{local}"
-    if api is None:
-        raise PushError(f"cannot read {repo_id}'s weight names offline")
-    meta = api.get_safetensors_metadata(repo_id, revision=revision)
-    return set(meta.weight_map), f"{repo_id}@{(revision or 'main')[:12]} (safetensors metadata)"
+    where = f"{repo_id}@{(revision or 'main')[:12]}"
+    try:
+        if api is None:
+            raise RuntimeError("no Hub client")
+        meta = api.get_safetensors_metadata(repo_id, revision=revision)
+        return set(meta.weight_map), f"{where} (safetensors metadata)"
+    except Exception as err:  # offline or unreachable: the HF cache may hold the checkpoint
+        from huggingface_hub import snapshot_download
+
+        try:
+            cached = snapshot_download(
+                repo_id, revision=revision, allow_patterns=["*.safetensors"], local_files_only=True
+            )
+        except Exception:
+            raise PushError(
+                f"cannot read {where}'s weight names ({type(err).__name__}) and the HF cache "
+                "does not hold it: run online"
+            ) from None
+        return set(_folder_keys(Path(cached))), f"{where} (HF cache)"
 
 
 def _folder_keys(folder: Path) -> list[str]:
@@ -357,27 +372,22 @@ def plan_push(
          if isinstance(t.model_dump().get("train"), dict)}
     )  # fmt: skip
     notes: list[str] = []
-    files: dict[str, bytes] = {}
     if kind == "adapter":
         folder = Path(state.adapter or "")
-        names = _folder_keys(folder)
         base_names, source = base_key_names(
-            api, base_repo, base_revision, base_folder or local_base
+            api, base_repo or "", base_revision, base_folder or local_base
         )
-        keys = check_keys(names, base_names, family, adapter=True, base_source=source)
-        config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
-        config["base_model_name_or_path"] = base_repo
-        config["revision"] = base_revision
-        files["adapter_config.json"] = (json.dumps(config, indent=2) + "\n").encode()
-        # PEFT addresses modules by the loading library's module paths, not by checkpoint
-        # names: the adapter is kept as saved, and only checked to address the base's modules.
-        for path in sorted(folder.glob("*.safetensors")):
-            files[path.name] = path.read_bytes()
+        keys = check_keys(
+            _folder_keys(folder), base_names, family, adapter=True, base_source=source
+        )
+        files = _adapter_files(folder, base_repo or "", base_revision)
         if keys.renamed:
             notes.append(
                 f"{len(keys.renamed)} adapter weights address base modules under transformers "
                 "≥ 4.52 module paths (older transformers name them otherwise)"
             )
+        # PEFT addresses modules by the loading library's module paths, not by checkpoint
+        # names: the adapter is kept as saved, and only checked to address the base's modules.
         keys = KeyCheck({}, keys.unmatched, keys.base_source)
     else:
         folder = Path(state.location)
@@ -385,27 +395,15 @@ def plan_push(
             raise PushError(
                 f"{spec.id} is its Hub base {state.location} unchanged: nothing to push"
             )
-        names = _folder_keys(folder)
-        if base_folder is not None or (api is not None and hub_base):
-            base_names, source = base_key_names(api, base_repo, base_revision, base_folder)
-            keys = check_keys(names, base_names, family, adapter=False, base_source=source)
+        if base_folder is not None or (hub_base and base_repo):
+            base_names, source = base_key_names(api, base_repo or "", base_revision, base_folder)
+            keys = check_keys(
+                _folder_keys(folder), base_names, family, adapter=False, base_source=source
+            )
         else:
             keys = KeyCheck({}, (), f"{folder} (its own names: no published base to compare)")
             notes.append("no published base checkpoint to compare weight names with")
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            rel = path.relative_to(folder).as_posix()
-            if SKIP_FILES.search(rel):
-                continue
-            if path.suffix == ".safetensors" and keys.renamed:
-                files[rel] = _renamed_safetensors(path, keys.renamed)
-            elif rel == "model.safetensors.index.json" and keys.renamed:
-                index = json.loads(path.read_text(encoding="utf-8"))
-                index["weight_map"] = {
-                    keys.renamed.get(k, k): v for k, v in index["weight_map"].items()
-                }
-                files[rel] = (json.dumps(index, indent=2) + "\n").encode()
-            else:
-                files[rel] = path.read_bytes()
+        files = _full_files(folder, keys.renamed)
     if not keys.ok:
         shown = ", ".join(keys.unmatched[:3])
         raise PushError(
@@ -418,6 +416,35 @@ def plan_push(
         training=training, scores=summarise(records), leaderboard=leaderboard, keys=keys,
     ).encode()  # fmt: skip
     return PushPlan(repo_id, kind, files, base_repo, base_revision, keys, notes)
+
+
+def _adapter_files(folder: Path, base_repo: str, base_revision: str | None) -> dict[str, bytes]:
+    """The adapter folder with its config naming the base on the Hub."""
+    config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = base_repo
+    config["revision"] = base_revision
+    files = {"adapter_config.json": (json.dumps(config, indent=2) + "\n").encode()}
+    for path in sorted(folder.glob("*.safetensors")):
+        files[path.name] = path.read_bytes()
+    return files
+
+
+def _full_files(folder: Path, renamed: Mapping[str, str]) -> dict[str, bytes]:
+    """The checkpoint folder, weights (and the shard index) under the base's names."""
+    files: dict[str, bytes] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if SKIP_FILES.search(rel):
+            continue
+        if path.suffix == ".safetensors" and renamed:
+            files[rel] = _renamed_safetensors(path, renamed)
+        elif rel == "model.safetensors.index.json" and renamed:
+            index = json.loads(path.read_text(encoding="utf-8"))
+            index["weight_map"] = {renamed.get(k, k): v for k, v in index["weight_map"].items()}
+            files[rel] = (json.dumps(index, indent=2) + "\n").encode()
+        else:
+            files[rel] = path.read_bytes()
+    return files
 
 
 def push_variant(

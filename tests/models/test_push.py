@@ -77,6 +77,28 @@ def test_transformers_5_names_are_mapped_onto_the_hub_checkpoints() -> None:
     assert odd.unmatched == ("model.extra.weight",)
 
 
+def test_a_full_checkpoint_is_pushed_under_the_base_checkpoints_names(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load, save_file
+
+    from harness.models.push import _full_files, check_keys
+
+    saved = {
+        "model.language_model.embed_tokens.weight": torch.ones(2, 2),
+        "lm_head.weight": torch.zeros(2, 2),
+    }
+    save_file(saved, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    (tmp_path / "config.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "build.json").write_text("{}", encoding="utf-8")
+    base = {"language_model.model.embed_tokens.weight", "language_model.lm_head.weight"}
+    keys = check_keys(saved, base, "llava", adapter=False, base_source="hub")
+    files = _full_files(tmp_path, keys.renamed)
+    assert set(files) == {"model.safetensors", "config.json"}  # build notes stay home
+    tensors = load(files["model.safetensors"])
+    assert set(tensors) == base
+    assert torch.equal(tensors["language_model.model.embed_tokens.weight"], torch.ones(2, 2))
+
+
 def test_a_pruned_variant_is_refused(hub: FakeHub, capsys: pytest.CaptureFixture[str]) -> None:
     from harness.models.build import BuiltVariant
     from harness.models.push import plan_push
