@@ -97,7 +97,7 @@ TECHNIQUES: Registry[Any] = Registry(
 )
 METRICS: Registry[Any] = Registry(
     "metric",
-    [f"harness.metrics.{m}" for m in ("lexical", "cider", "bertscore", "clinical")],
+    [f"harness.metrics.{m}" for m in ("lexical", "cider", "bertscore", "clinical", "imageclef")],
     entry_point_group="rocobench.metrics",
 )
 FAMILIES: Registry[Any] = Registry("model family", ["harness.models.families"])

@@ -3,7 +3,8 @@
 PAIRS is JSON Lines, one object per line with `id`, `prediction` and `reference`, and optionally
 `concepts`, the reference's UMLS CUIs for the concept metrics (other keys are ignored, so a run's
 samples.jsonl can be scored again as it is). The texts are scored as given, except under the
-`imageclef` profile, which normalises both sides first.
+`imageclef` profile, which follows the ImageCLEFmedical Caption evaluator
+(harness.metrics.imageclef).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.metrics import MetricScore
+from harness.metrics import MetricOptions, MetricScore
 
 
 class PairsError(ValueError):
@@ -93,16 +94,35 @@ def _json_type(value: object) -> str:
 
 
 def score_pairs(
-    pairs: Pairs, metrics: list[str], profile: str, resamples: int | None = None
+    pairs: Pairs,
+    metrics: list[str],
+    profile: str,
+    resamples: int | None = None,
+    *,
+    bertscore_model: str | None = None,
+    vocabulary: str | None = None,
 ) -> dict[str, MetricScore]:
-    """The run pipeline's compute_metrics on the pairs, under a profile."""
+    """The run pipeline's compute_metrics on the pairs, under a profile.
+
+    `bertscore_model` replaces the profile's BERTScore backbone (every other rule stays);
+    `vocabulary` sets the concept metrics' vocabulary (map | manual). A metric the profile
+    routes (imageclef: bertscore_f1, rouge_1) and the imageclef_* metrics get the raw texts and
+    apply the evaluator's own normalisation; the others get the profile's text.
+    """
     from harness.metrics import References, compute_metrics
     from harness.metrics.profiles import PROFILES, profile_requests
     from harness.text import imageclef_normalise
 
-    requests = profile_requests(profile, metrics)
+    prof = PROFILES[profile]
+    plain = [n for n in metrics if n not in prof.routes and not n.startswith("imageclef_")]
+    raw = [(n, prof.routes.get(n, n)) for n in metrics if n not in plain]
+    requests = [_override(r, bertscore_model, vocabulary) for r in profile_requests(profile, plain)]
+    raw_requests = [
+        _override(r, bertscore_model, vocabulary)
+        for r in profile_requests(profile, [impl for _, impl in raw])
+    ]
     predictions, references = pairs.predictions, pairs.references
-    if PROFILES[profile].imageclef_text:
+    if prof.imageclef_text:
         predictions = [imageclef_normalise(t) for t in predictions]
         references = [imageclef_normalise(t) for t in references]
     concepts = (
@@ -110,8 +130,49 @@ def score_pairs(
         if pairs.concepts is None
         else tuple(None if c is None else tuple(c) for c in pairs.concepts)
     )
-    refs = References(tuple(references), concepts)
-    return compute_metrics(requests, predictions, refs, resamples=resamples)
+    scores: dict[str, MetricScore] = {}
+    if requests:
+        refs = References(tuple(references), concepts)
+        scores |= compute_metrics(requests, predictions, refs, resamples=resamples)
+    if raw_requests:
+        # the same seed and pair count: both groups see the same bootstrap resamples
+        refs = References(tuple(pairs.references), concepts)
+        computed = compute_metrics(raw_requests, pairs.predictions, refs, resamples=resamples)
+        scores |= {name: computed[impl] for name, impl in raw}
+    return {name: scores[name] for name in metrics}
+
+
+def _override(
+    request: tuple[str, MetricOptions], bertscore_model: str | None, vocabulary: str | None
+) -> tuple[str, MetricOptions]:
+    """A request with the backbone / vocabulary given on the command line, where it has one."""
+    name, options = request
+    fields = {
+        "model_type": bertscore_model,
+        "bertscore_model": bertscore_model,
+        "vocabulary": vocabulary,
+        "substitute_vocabulary": vocabulary,
+    }
+    known = type(options).model_fields
+    changes: dict[str, object] = {k: v for k, v in fields.items() if v is not None and k in known}
+    if "model_type" in changes and "num_layers" in known:
+        changes["num_layers"] = None  # the new backbone's own default layer
+    if "bertscore_model" in changes:
+        changes["bertscore_layers"] = None
+    if not changes:
+        return request
+    return name, type(options).model_validate(options.model_dump() | changes)
+
+
+def check_backbone(name: str | None) -> None:
+    """A bundled backbone named on the command line must exist (PairsError otherwise)."""
+    from harness.metrics.bertscore import BUNDLED_BACKBONES, BUNDLED_PREFIX
+
+    if name is None or not name.startswith(BUNDLED_PREFIX):
+        return
+    if name.removeprefix(BUNDLED_PREFIX) not in BUNDLED_BACKBONES:
+        known = ", ".join(BUNDLED_PREFIX + n for n in sorted(BUNDLED_BACKBONES))
+        raise PairsError(f"--bertscore-model: unknown bundled backbone {name} (known: {known})")
 
 
 def parse_metric_names(text: str) -> list[str]:

@@ -11,7 +11,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.analysis.score import PairsError, parse_metric_names, read_pairs, score_pairs
+from harness.analysis.score import (
+    PairsError,
+    check_backbone,
+    parse_metric_names,
+    read_pairs,
+    score_pairs,
+)
 from harness.cli.common import EXIT_SPEC, CliError
 
 if TYPE_CHECKING:
@@ -43,6 +49,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="offline",
         help="text normalisation and BERTScore backbone (default: offline)",
     )
+    p.add_argument(
+        "--bertscore-model",
+        metavar="ID_OR_PATH",
+        help="BERTScore backbone instead of the profile's (Hub id, local path or "
+        "bundled:all-MiniLM-L6-v2); every other rule of the profile stays",
+    )
+    p.add_argument(
+        "--vocabulary",
+        choices=("map", "manual"),
+        help="concept vocabulary of concept_f1 (and of imageclef_factuality's substitute): "
+        "map, every CUI of ROCOv2's map; manual, its manual modality / body-region concepts "
+        "(default: the metric's default, map)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object: metric -> value")
     p.add_argument(
         "--resamples",
@@ -60,17 +79,25 @@ def score(args: argparse.Namespace) -> int:
 
     try:
         metrics = parse_metric_names(args.metrics)
+        check_backbone(args.bertscore_model)
         pairs = read_pairs(args.pairs)
     except PairsError as err:
         print(f"rocobench: {err}", file=sys.stderr)
         return EXIT_SPEC
     resamples = 0 if args.json else args.resamples
-    if "bertscore_f1" in metrics:
+    if "bertscore_f1" in metrics or any(m.startswith("imageclef_") for m in metrics):
         from harness.pipeline.runner import quiet_libraries
 
         quiet_libraries()  # no per-step bars from transformers when it loads the backbone
     try:
-        scores = score_pairs(pairs, metrics, args.profile, resamples)
+        scores = score_pairs(
+            pairs,
+            metrics,
+            args.profile,
+            resamples,
+            bertscore_model=args.bertscore_model,
+            vocabulary=args.vocabulary,
+        )
     except (MetricUnavailable, WordNetError) as err:
         raise CliError(str(err)) from None
     if args.json:
@@ -79,6 +106,7 @@ def score(args: argparse.Namespace) -> int:
     print(
         f"{args.pairs}: {len(pairs.ids)} pairs, profile {args.profile} "
         f"({PROFILES[args.profile].description})"
+        + (f"; BERTScore backbone {args.bertscore_model}" if args.bertscore_model else "")
     )
     print(f"{'metric':<14}{'value':>9}  {'95 % CI':<19} setting")
     for name, s in scores.items():
@@ -89,7 +117,11 @@ def score(args: argparse.Namespace) -> int:
 
 def _setting(s: MetricScore) -> str:
     d = s.details
-    if "backbone" in d:
+    if "status" in d:
+        return f"{d['status']}: " + "; ".join(
+            str(d[k]) for k in ("parts", "substitutes", "missing_why") if k in d
+        )
+    if "backbone" in d and "num_layers" in d:
         return f"{d['backbone']}, layer {d['num_layers']}, idf {d['idf']}"
     if "signature" in d:
         return f"{d['signature']}, max n-gram order {d['max_ngram_order']}"

@@ -50,12 +50,16 @@ class References:
 
     texts: tuple[str, ...]
     concepts: tuple[tuple[str, ...] | None, ...] | None = None
+    # the pairs' images (PIL images or loaders), for image-caption metrics; None: not at hand
+    images: tuple[Any, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.concepts is not None and len(self.concepts) != len(self.texts):
             raise ValueError(
                 f"{len(self.concepts)} reference concept lists for {len(self.texts)} references"
             )
+        if self.images is not None and len(self.images) != len(self.texts):
+            raise ValueError(f"{len(self.images)} images for {len(self.texts)} references")
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -66,7 +70,8 @@ class References:
 
     def subset(self, index: Sequence[int]) -> References:
         concepts = None if self.concepts is None else tuple(self.concepts[i] for i in index)
-        return References(tuple(self.texts[i] for i in index), concepts)
+        images = None if self.images is None else tuple(self.images[i] for i in index)
+        return References(tuple(self.texts[i] for i in index), concepts, images)
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ Resampler = Callable[[Sequence[str], References, MetricOptions], "Statistic"]
 
 # Details that report what a run found rather than how it was scored: left out when checking that
 # two scores were computed the same way (rocobench compare, the leaderboard's columns).
-RESULT_DETAILS = frozenset({"confusion", "n_scored"})
+RESULT_DETAILS = frozenset({"confusion", "n_scored", "parts", "missing_why"})
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from harness.metrics.base import METRICS, MetricOptions, parse_options
 from harness.metrics.bertscore import BUNDLED_PREFIX, BERTScoreOptions
@@ -19,6 +19,9 @@ class Profile:
     imageclef_text: bool  # apply imageclef_normalise to predictions and references
     bertscore: BERTScoreOptions
     description: str
+    # metric name -> the metric that computes it under this profile, on the raw texts (it
+    # normalises what its rules normalise): the ImageCLEF evaluator's own rules
+    routes: Mapping[str, str] = field(default_factory=dict)
 
 
 PROFILES: dict[str, Profile] = {
@@ -35,9 +38,12 @@ PROFILES: dict[str, Profile] = {
             "imageclef",
             True,
             BERTScoreOptions(model_type="microsoft/deberta-xlarge-mnli"),
-            "ImageCLEFmedical Caption: both sides normalised (lowercase, digit runs -> "
-            "'number', ASCII punctuation removed); BERTScore with microsoft/deberta-xlarge-mnli "
-            "(default layer 40, no idf, no baseline rescaling)",
+            "ImageCLEFmedical Caption 2026's evaluator: both sides normalised (lowercase, digit "
+            "runs -> 'number', ASCII punctuation removed); bertscore_f1 and rouge_1 follow its "
+            "rules (imageclef_bertscore: microsoft/deberta-xlarge-mnli, idf from the normalised "
+            "references, pair by pair; imageclef_rouge_1; both raw sides empty -> 1); "
+            "imageclef_relevance / imageclef_factuality are its composites",
+            routes={"bertscore_f1": "imageclef_bertscore", "rouge_1": "imageclef_rouge_1"},
         ),
         Profile(
             "offline",
@@ -51,8 +57,10 @@ PROFILES: dict[str, Profile] = {
 
 
 def default_metrics() -> tuple[str, ...]:
-    """Every registered metric, in the order results are shown (the registrations' `order`)."""
-    return tuple(sorted(METRICS.names(), key=lambda name: (METRICS.get(name).order, name)))
+    """Every registered metric, in the order results are shown (the registrations' `order`),
+    less the ImageCLEF evaluator's (heavy backbones: named when wanted)."""
+    names = [name for name in METRICS.names() if not name.startswith("imageclef_")]
+    return tuple(sorted(names, key=lambda name: (METRICS.get(name).order, name)))
 
 
 def profile_requests(profile: str, names: Sequence[str]) -> list[tuple[str, MetricOptions]]:

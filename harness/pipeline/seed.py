@@ -145,6 +145,7 @@ def score(run: SeedRun, texts: list[str]) -> tuple[dict[str, MetricScore], Phase
     references = References(
         tuple(run.evalset.references),
         None if concepts is None else tuple(None if c is None else tuple(c) for c in concepts),
+        tuple(run.evalset.image_loader(i) for i in range(len(run.evalset))),  # loaded on demand
     )
     with run.metering.phase("score") as phase:
         scores = compute_metrics(requests, texts, references) if run.scored else {}

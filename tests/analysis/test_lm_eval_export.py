@@ -15,7 +15,7 @@ import yaml
 
 from harness.analysis.lm_eval_export import export
 from harness.cli import main
-from harness.metrics import compute_metrics, parse_options
+from harness.metrics import References, compute_metrics, parse_options
 from harness.models.inputs import preprocess_image
 from harness.records.layout import RECORD_FILE, run_dir
 from harness.records.store import read_jsonl, read_record
@@ -48,10 +48,20 @@ def exported(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Path:
 
 def test_export_writes_an_lm_eval_task(exported: Path, repo_root: Path) -> None:
     task = load_task(repo_root / "tasks/rocov2_sample.yaml")
-    assert sorted(p.name for p in exported.iterdir()) == ["rocov2_sample.yaml", "utils.py"]
+    assert sorted(p.name for p in exported.iterdir()) == [
+        "concepts.json",
+        "rocobench_task.json",
+        "rocov2_sample.yaml",
+        "utils.py",
+    ]
     cfg = yaml.load((exported / "rocov2_sample.yaml").read_text(), Loader=_FunctionTagLoader)
     assert cfg["task"] == "rocov2_sample" and cfg["output_type"] == "generate_until"
-    assert Path(cfg["dataset_path"]) == repo_root / "tasks/data/rocov2_sample"
+    # a local dataset: read by utils.load_dataset at a path relative to the exported folder
+    assert cfg["dataset_path"] is None
+    assert cfg["custom_dataset"] == "!function utils.load_dataset"
+    relative = json.loads((exported / "rocobench_task.json").read_text())["dataset"]
+    data = (exported / relative["relative_path"]).resolve()
+    assert data == repo_root / "tasks/data/rocov2_sample"
     assert cfg["test_split"] == "test"
     assert cfg["doc_to_image"] == "!function utils.doc_to_image"
     assert cfg["process_results"] == "!function utils.process_results"
@@ -74,7 +84,7 @@ def test_export_writes_an_lm_eval_task(exported: Path, repo_root: Path) -> None:
         assert callable(getattr(utils, f"agg_{m['metric']}"))
 
 
-def test_exported_functions_are_rocobench_code(exported: Path, repo_root: Path) -> None:
+def test_exported_functions_match_rocobench(exported: Path, repo_root: Path) -> None:
     import datasets
 
     task = load_task(repo_root / "tasks/rocov2_sample.yaml")
@@ -86,19 +96,26 @@ def test_exported_functions_are_rocobench_code(exported: Path, repo_root: Path) 
     assert utils.doc_to_text(doc) == "<image>" + task.doc_to_text
     assert utils.doc_to_target(doc) == task.preprocessing.target.apply(doc["caption"])
     results = utils.process_results(doc, ["  Chest   CT showing\n a mass. "])
-    pair = ("Chest CT showing a mass.", utils.doc_to_target(doc))
-    assert results == {m.metric: pair for m in task.metric_list}
-    pairs = [pair, ("Axial MRI of the brain.", "Axial T2 MRI of the brain."), ("", "CT.")]
+    item = ("Chest CT showing a mass.", utils.doc_to_target(doc), list(doc["cui"]))
+    assert results == {m.metric: item for m in task.metric_list}
+    items = [
+        item,
+        ("Axial MRI of the brain.", "Axial T2 MRI of the brain.", None),
+        ("", "CT.", None),
+    ]
+    refs = References(
+        tuple(r for _, r, _ in items), tuple(None if c is None else tuple(c) for _, _, c in items)
+    )
     for m in task.metric_list:
-        if m.metric == "bertscore_f1":  # the same code path; spares loading a model here
+        if m.metric == "bertscore_f1":  # tests/analysis/test_lm_eval_portable.py: end to end
             continue
         ours = compute_metrics(
             [(m.metric, parse_options(m.metric, m.kwargs))],
-            [p for p, _ in pairs],
-            [r for _, r in pairs],
+            [p for p, _, _ in items],
+            refs,
             resamples=0,
         )[m.metric].value
-        assert getattr(utils, f"agg_{m.metric}")(pairs) == ours
+        assert getattr(utils, f"agg_{m.metric}")(items) == pytest.approx(ours, abs=1e-12)
 
 
 def test_lm_eval_reads_the_exported_task(exported: Path) -> None:

@@ -31,8 +31,11 @@ def test_concept_metrics_use_the_concepts_they_are_given() -> None:
 
 def test_every_metric_has_a_label_and_table_order() -> None:
     names = default_metrics()
-    assert set(names) == set(METRICS.names())
+    # the ImageCLEF evaluator's metrics need heavy backbones: named when wanted, never default
+    heavy = {n for n in METRICS.names() if n.startswith("imageclef_")}
+    assert set(names) == set(METRICS.names()) - heavy
     orders = [METRICS.get(n).order for n in names]
     assert orders == sorted(orders) and len(set(orders)) == len(orders)
-    assert all(METRICS.get(n).label for n in names)
+    every = [METRICS.get(n) for n in METRICS.names()]
+    assert all(m.label for m in every) and len({m.order for m in every}) == len(every)
     assert names[:2] == ("bleu1", "bleu4")  # Table I's order

@@ -56,6 +56,8 @@ def test_every_metric_has_cases_and_a_reference_call() -> None:
     with_cases = {p.values[0] for p in _load_cases()}
     # the concept metrics have no reference library: tests/data/test_concepts.py hand-checks them
     own = {"concept_f1", "modality_acc"}
+    # the ImageCLEF evaluator's rules: tests/metrics/test_imageclef.py, cases in imageclef/
+    own |= {name for name in METRICS.names() if name.startswith("imageclef_")}
     assert set(METRICS.names()) - own == with_cases == set(REFERENCE)
 
 
@@ -102,6 +104,13 @@ def test_registered_metrics_describe_themselves() -> None:
         "bleu4",
         "cider",
         "concept_f1",
+        "imageclef_alignscore",
+        "imageclef_bertscore",
+        "imageclef_bleurt",
+        "imageclef_factuality",
+        "imageclef_relevance",
+        "imageclef_rouge_1",
+        "imageclef_similarity",
         "meteor",
         "modality_acc",
         "rouge_1",
@@ -261,7 +270,12 @@ def test_profiles_name_their_bertscore_backbones() -> None:
     from harness.metrics.bertscore import BERTScoreOptions
     from harness.metrics.profiles import PROFILES, default_metrics, profile_requests
 
-    assert set(default_metrics()) == set(METRICS.names())
+    heavy = {name for name in METRICS.names() if name.startswith("imageclef_")}
+    assert set(default_metrics()) == set(METRICS.names()) - heavy
+    assert dict(PROFILES["imageclef"].routes) == {
+        "bertscore_f1": "imageclef_bertscore",
+        "rouge_1": "imageclef_rouge_1",
+    }
     backbones = {name: p.bertscore.model_type for name, p in PROFILES.items()}
     assert backbones == {
         "paper": "roberta-large",
