@@ -20,7 +20,7 @@ install: $(STAMP) $(WORDNET) $(CHROMEDRIVER)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,ray]"
+	$(BIN)/python -m pip install --quiet -e ".[test,ray,lmeval,imageclef]"
 	touch $(STAMP)
 
 # WordNet 3.0 for METEOR, from Debian (NLTK's downloader needs the internet).
