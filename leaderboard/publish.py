@@ -163,6 +163,18 @@ def records_payload(results_dir: Path, site_dir: Path | None = None) -> dict[str
     return files
 
 
+def _site_has_twins(site_dir: Path) -> bool:
+    import json
+
+    path = site_dir / "results.json"
+    if not path.is_file():
+        return True  # cannot tell: treat as unsafe
+    try:
+        return bool(json.loads(path.read_text(encoding="utf-8")).get("twins", True))
+    except ValueError:
+        return True
+
+
 # --------------------------------------------------------------------------- planning
 
 
@@ -359,12 +371,20 @@ def publish(
     private: bool | None = None,
     api: HfApi | None = None,
     log: Callable[[str], None] = print,
+    refuse_twins: bool = False,
 ) -> list[Outcome]:
     """Publish `site_dir` to the static Space `space` (and records to `results_dataset`).
 
     Everything is planned (read-only) before anything is written; a dry run stops there.
+    `refuse_twins`: stop if the site shows embedded twins or synthetic data (its results.json
+    says so), so that they never replace a public leaderboard.
     """
     _check_repo_id(space, "--space")
+    if refuse_twins and _site_has_twins(Path(site_dir)):
+        raise PublishError(
+            f"{site_dir} shows embedded twins or synthetic data (results.json: twins): "
+            "render the public site from the results dataset"
+        )
     if results_dataset is not None:
         _check_repo_id(results_dataset, "--results-dataset")
         if results_dir is None:

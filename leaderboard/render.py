@@ -20,6 +20,7 @@ import csv
 import hashlib
 import io
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -261,7 +262,7 @@ def variant_pages(site: Site, site_dir: Path, max_samples: int, images: bool) ->
                     r.seed,
                     r,
                     ref,
-                    read_samples(site.results_dir / ref.path, r, max_samples)
+                    read_samples(site.record_path(ref), r, max_samples)
                     if max_samples > 0
                     else SampleSet(),
                 )
@@ -348,6 +349,8 @@ def site_to_json(site: Site) -> dict[str, Any]:
                         "efficiency": {k: _finite(c.value) for k, c in row.efficiency.items()},
                         "efficiency_best": sorted(k for k, c in row.efficiency.items() if c.best),
                         "hardware": sorted(set(row.hardware)),
+                        "contributor": row.contributor,
+                        "status": row.status,
                         "warnings": row.warnings,
                         "records": [ref.path for ref in row.refs],
                     }
@@ -363,6 +366,8 @@ def site_to_json(site: Site) -> dict[str, Any]:
         "tasks": tasks,
         "records": [asdict(ref) for ref in site.refs],
         "provenance": site.provenance,
+        # embedded twins or synthetic images among the rows: not for a public leaderboard
+        "twins": site.twins,
     }
 
 
@@ -460,10 +465,14 @@ class Assets:
 
 def render_html(site: Site, assets: Assets | None = None) -> str:
     """The index page."""
+    from leaderboard.reported import load_reported, reported_views
+
     assets = assets or Assets.load()
     template = _environment().get_template("index.html.j2")
     return template.render(
         site=site,
+        reported=reported_views(site),
+        reported_table=load_reported(),
         assets=assets,
         decimals=DECIMALS,
         plots={t.task: plots(t) for t in site.tables},
@@ -490,19 +499,40 @@ def _prune(folder: Path, keep: set[Path], suffix: str) -> None:
 
 
 def render_site(
-    results_dir: Path,
+    results_dir: Path | str | Sequence[Path | str],
     site_dir: Path,
     *,
     max_samples: int = DEFAULT_MAX_SAMPLES,
     images: bool = True,
+    trusted: Sequence[str] = (),
+    log: Callable[[str], None] | None = None,
+    endpoint: str | None = None,
 ) -> Path:
     """Render the site into `site_dir`; return the index path.
 
-    `max_samples` caps the sample browser per seed (0: none); `images=False` skips thumbnails.
-    Raises ValueError if `results_dir` holds no records.
+    `results_dir` is a folder, an hf://datasets/ORG/NAME URI, or a list of them (merged; see
+    `harness.analysis.sources`); records of `trusted` sources count as verified. A record that
+    cannot be read is reported through `log` and left out. `max_samples` caps the sample
+    browser per seed (0: none); `images=False` skips thumbnails. Raises ValueError if the
+    sources hold no records.
     """
-    site = load_site(Path(results_dir))
-    site_dir = Path(site_dir)
+    from harness.analysis.sources import SourceError, open_sources
+
+    given = [results_dir] if isinstance(results_dir, str | Path) else list(results_dir)
+    try:
+        sources = open_sources([str(s) for s in given], endpoint=endpoint)
+    except SourceError as err:
+        raise ValueError(str(err)) from None
+    with sources:
+        return _render(
+            load_site(str(given[0]), sources=sources, trusted=trusted, log=log),
+            Path(site_dir),
+            max_samples,
+            images,
+        )
+
+
+def _render(site: Site, site_dir: Path, max_samples: int, images: bool) -> Path:
     assets = Assets.load()
     # Render every page before writing one, so a failure leaves the previous site intact
     # (thumbnails excepted: they are content-addressed, so extra ones never mislead).

@@ -30,7 +30,6 @@ from typing import Any, TypeVar
 from harness.metrics import METRICS, RESULT_DETAILS
 from harness.records.layout import RECORD_FILE
 from harness.records.record import RunRecord
-from harness.records.store import find_records
 
 DECIMALS = 4  # as in the paper's Table I
 
@@ -255,11 +254,9 @@ EFFICIENCY_BY_KEY = {c.key: c for c in EFFICIENCY_COLUMNS}
 
 
 def hardware_label(r: RunRecord) -> str:
-    hw = r.provenance.hardware
-    if hw.gpus:
-        names = Counter(hw.gpus)
-        return ", ".join(f"{n} x {g}" if n > 1 else g for g, n in names.items())
-    return f"CPU: {hw.cpu} ({hw.cpu_count} cores)"
+    from harness.analysis.hardware import hardware_name
+
+    return hardware_name(r.provenance.hardware)
 
 
 # --------------------------------------------------------------------------- comparability checks
@@ -393,8 +390,12 @@ class RecordRef:
     task: str
     variant: str
     seed: int
-    path: str  # relative to the results folder
+    path: str  # relative to its source (the results folder)
     sha256: str  # of the record file as read
+    source: str = ""  # the folder or hf:// dataset it was read from
+    contributor: str = ""  # "" for the source owner's own runs
+    status: str = ""  # verified | checked | rejected (harness.analysis.verify)
+    reasons: list[str] = field(default_factory=list)  # why rejected
 
 
 SAFE_SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -424,6 +425,21 @@ class Row:
     mode: str = "natural"  # or fixed-N: a speed run with exactly N new tokens per image
     notes: list[str] = field(default_factory=list)  # facts worth knowing that are not problems
     anchor: str = ""  # element id on the index page, set once every row is known
+    contributor: str = ""
+    duplicate: int = 0  # > 0: another record set of the same key exists; both are shown
+
+    @property
+    def status(self) -> str:
+        """The weakest status of the row's records: one rejected seed rejects the row."""
+        statuses = {ref.status for ref in self.refs}
+        for status in ("rejected", "checked", "verified"):
+            if status in statuses:
+                return status
+        return ""
+
+    @property
+    def status_reasons(self) -> list[str]:
+        return [f"seed {ref.seed}: {why}" for ref in self.refs for why in ref.reasons]
 
     @property
     def seeds(self) -> list[int]:
@@ -559,6 +575,12 @@ class Site:
     refs: list[RecordRef]
     provenance: dict[str, Any]
     results_dir: Path = Path("results")
+    roots: dict[str, Path] = field(default_factory=dict)  # source -> local folder of its files
+    skipped: list[str] = field(default_factory=list)  # records left out, with the reason
+    twins: bool = False  # some record is an embedded twin or ran on synthetic data
+
+    def record_path(self, ref: RecordRef) -> Path:
+        return self.roots.get(ref.source, self.results_dir) / ref.path
 
     @property
     def n_variants(self) -> int:
@@ -694,25 +716,27 @@ def _mark_best(table: TaskTable) -> None:
         best = max(shown) if column.higher_is_better else min(shown)
         for cell, value in zip(cells, shown, strict=True):
             cell.best = value == best
-    one_machine = len(table.hardware) == 1
     for ecol in table.efficiency_columns:
-        if ecol.lower_is_better is None or (ecol.hardware_bound and not one_machine):
+        if ecol.lower_is_better is None:
             continue
-        ecells = [
-            ecell
-            for row in table.rows
-            if (ecell := row.efficiency[ecol.key]).value is not None
-            and (row.scores_comparable or not ecol.hardware_bound)
-        ]
-        if len(ecells) < 2:
-            continue
-        texts = [ecol.fmt(c.value) for c in ecells if c.value is not None]
-        values = [c.value for c in ecells if c.value is not None]
-        if len(set(texts)) == 1:
-            continue
-        winner = ecol.fmt(min(values) if ecol.lower_is_better else max(values))
-        for ecell, text in zip(ecells, texts, strict=True):
-            ecell.best = text == winner
+        # Hardware-bound figures compete within one machine's rows (one best per machine).
+        groups: dict[str, list[EfficiencyCell]] = {}
+        for row in table.rows:
+            ecell = row.efficiency[ecol.key]
+            if ecell.value is None or not (row.scores_comparable or not ecol.hardware_bound):
+                continue
+            machine = row.hardware_text if ecol.hardware_bound else ""
+            groups.setdefault(machine, []).append(ecell)
+        for ecells in groups.values():
+            if len(ecells) < 2:
+                continue
+            texts = [ecol.fmt(c.value) for c in ecells if c.value is not None]
+            values = [c.value for c in ecells if c.value is not None]
+            if len(set(texts)) == 1:
+                continue
+            winner = ecol.fmt(min(values) if ecol.lower_is_better else max(values))
+            for ecell, text in zip(ecells, texts, strict=True):
+                ecell.best = text == winner
 
 
 def _build_table(task: str, group: list[tuple[RecordRef, RunRecord]]) -> TaskTable:
@@ -725,13 +749,25 @@ def _build_table(task: str, group: list[tuple[RecordRef, RunRecord]]) -> TaskTab
     columns = _metric_columns(records)
     rows: dict[tuple[str, str], Row] = {}
     for ref, r in group:
-        # Fixed-length speed runs are rows of their own: their captions are cut or padded.
-        key = (r.variant, length_mode(r))
+        # Fixed-length speed runs are rows of their own: their captions are cut or padded. So are
+        # each machine's and each contributor's runs, and a second record of one seed (kept and
+        # shown beside the first, never averaged with it).
+        base = (r.variant, length_mode(r), hardware_label(r), ref.contributor)
+        occurrence = 0
+        while (key := (*base, occurrence)) in rows and r.seed in rows[key].seeds:
+            occurrence += 1
         row = rows.get(key)
         if row is None:
             row = rows[key] = Row(
                 task, r.variant, r.variant_description, list(r.techniques), [], [], mode=key[1]
             )
+            row.contributor, row.duplicate = ref.contributor, occurrence
+            if occurrence:
+                row.warnings.append(
+                    "a second record of the same task, variant, seed, hardware and contributor: "
+                    "both are shown, neither is ranked"
+                )
+                row.scores_comparable = False
         row.records.append(r)
         row.refs.append(ref)
         row.hardware.append(hardware_label(r))
@@ -755,7 +791,9 @@ def _build_table(task: str, group: list[tuple[RecordRef, RunRecord]]) -> TaskTab
         reference=reference,
         columns=columns,
         efficiency_columns=efficiency,
-        rows=[rows[key] for key in sorted(rows, key=lambda k: (k[0], k[1] != "natural", k[1]))],
+        rows=[
+            rows[key] for key in sorted(rows, key=lambda k: (k[0], k[1] != "natural", k[1], k[2:]))
+        ],
     )
     _mark_best(table)
     return table
@@ -770,6 +808,18 @@ def _assign_anchors(tables: Sequence[TaskTable]) -> None:
             anchor = f"{table.anchor}--{slug(row.variant)}"
             if row.mode != "natural":
                 anchor += f"--{slug(row.mode)}"
+            # A contributor's rows never rename the owner's pages (links stay valid).
+            machines = {
+                r.hardware_text
+                for r in table.rows
+                if (r.variant, r.mode, r.contributor) == (row.variant, row.mode, row.contributor)
+            }
+            if len(machines) > 1:
+                anchor += f"--{slug(row.hardware_text)}"
+            if row.contributor:
+                anchor += f"--by-{slug(row.contributor)}"
+            if row.duplicate:
+                anchor += f"--{row.duplicate + 1}"
             if anchor in used:  # two ids that slug alike: the full hash tells them apart
                 digest = hashlib.sha256(f"{row.task}\0{row.variant}".encode()).hexdigest()[:12]
                 anchor = f"{anchor}-{digest}"
@@ -806,31 +856,95 @@ def _provenance(records: Sequence[RunRecord]) -> dict[str, Any]:
     }
 
 
-def load_site(results_dir: Path) -> Site:
-    """Read and aggregate every record under `results_dir` (no files written)."""
-    results_dir = Path(results_dir)
-    if not results_dir.is_dir():
-        raise ValueError(f"results folder {results_dir} does not exist")
-    # `--random-weights` runs time an architecture with noise for captions: never on the board
-    found = [(p, r) for p, r in find_records(results_dir) if not r.model.random_weights]
-    if not found:
-        raise ValueError(f"no run records ({RECORD_FILE}) found under {results_dir}")
+def is_twin(r: RunRecord) -> bool:
+    """An embedded twin, or a run on the bundled (synthetic) images: says nothing of real models."""
+    return r.model.base.startswith("twin:") or r.dataset.path.endswith("rocov2_sample")
+
+
+def load_site(
+    results_dir: Path | str,
+    *,
+    sources: Any = None,
+    trusted: Sequence[str] = (),
+    log: Callable[[str], None] | None = None,
+) -> Site:
+    """Read, check and aggregate every record under `results_dir`, or of every source in
+    `sources` (`harness.analysis.sources.Sources`, read with `open_sources`); no files written.
+
+    Each record is checked on read (`harness.analysis.verify`, depth `samples`): one that
+    cannot be read, or whose numbers are not finite, is left out and reported through `log`
+    with its path; any other failed check marks it `rejected` on the page.
+    """
+    from harness.analysis.sources import SourceError, open_sources
+    from harness.analysis.verify import record_key, verify_paths
+
+    log = log or (lambda line: None)
+    if sources is None:
+        results_dir = Path(results_dir)
+        if not results_dir.is_dir():
+            raise ValueError(f"results folder {results_dir} does not exist")
+        try:
+            sources = open_sources([str(results_dir)])
+        except SourceError as err:
+            raise ValueError(str(err)) from None
+    files = sources.files
+    trusted_set = set(trusted)
+    verdicts = verify_paths(
+        (
+            (f.path, f.label, f.contributor, f.source in trusted_set and not f.contributor)
+            for f in files
+        ),
+        depth="samples",
+    )
+    kept = []
+    skipped = []
+    seen: set[tuple[Any, str]] = set()
+    for f, v in zip(files, verdicts, strict=True):
+        r = v.record
+        if r is None or any("not finite" in why for why in v.reasons):
+            skipped.append(f"{v.path}: skipped: {'; '.join(v.reasons)}")
+            continue
+        if r.model.random_weights:
+            continue  # `--random-weights` runs time an architecture with noise for captions
+        digest = hashlib.sha256(f.path.read_bytes()).hexdigest()
+        if (record_key(v), digest) in seen:
+            continue  # the very same record in two sources (a folder and its dataset): once
+        seen.add((record_key(v), digest))
+        kept.append((f, r, v, digest))
+    for line in skipped:
+        log(line)
+    if not kept:
+        where = ", ".join(sources.roots) or str(results_dir)
+        raise ValueError(f"no run records ({RECORD_FILE}) found under {where}")
     pairs = [
         (
             RecordRef(
                 r.task,
                 r.variant,
                 r.seed,
-                path.relative_to(results_dir).as_posix(),
-                hashlib.sha256(path.read_bytes()).hexdigest(),
+                f.rel,
+                digest,
+                source=f.source,
+                contributor=f.contributor,
+                status=v.status,
+                reasons=list(v.reasons),
             ),
             r,
         )
-        for path, r in found
+        for f, r, v, digest in kept
     ]
+    pairs.sort(key=lambda pr: (pr[1].run_key, pr[0].contributor, pr[0].source, pr[0].path))
     by_task: dict[str, list[tuple[RecordRef, RunRecord]]] = {}
     for ref, r in pairs:
         by_task.setdefault(r.task, []).append((ref, r))
     tables = [_build_table(task, group) for task, group in sorted(by_task.items())]
     _assign_anchors(tables)
-    return Site(tables, [ref for ref, _ in pairs], _provenance([r for _, r in pairs]), results_dir)
+    return Site(
+        tables,
+        [ref for ref, _ in pairs],
+        _provenance([r for _, r in pairs]),
+        Path(results_dir) if results_dir else Path("."),
+        roots=dict(sources.roots),
+        skipped=skipped,
+        twins=any(is_twin(r) for _, r in pairs),
+    )

@@ -172,9 +172,13 @@ def load_baseline(path: Path) -> tuple[dict[str, Tolerance], Table]:
     return tolerances, table
 
 
-def baseline_json(tolerances: dict[str, Tolerance], table: Table) -> dict[str, Any]:
+def baseline_json(
+    tolerances: dict[str, Tolerance], table: Table, runs: dict[str, Any] | None = None
+) -> dict[str, Any]:
     tol = {"default": Tolerance().as_dict()} | {n: t.as_dict() for n, t in tolerances.items()}
-    return {
+    # `runs`: each (task, variant)'s seeds and evaluated-ids hash, required of the results
+    extra = {} if runs is None else {"runs": runs}
+    return extra | {
         "format": BASELINE_FORMAT,
         "tolerances": dict(sorted(tol.items(), key=lambda kv: (kv[0] != "default", kv[0]))),
         "results": {
@@ -195,8 +199,10 @@ def baseline_json(tolerances: dict[str, Tolerance], table: Table) -> dict[str, A
     }
 
 
-def write_baseline(path: Path, tolerances: dict[str, Tolerance], table: Table) -> None:
-    write_json(path, baseline_json(tolerances, table))  # temp file + fsync + rename
+def write_baseline(
+    path: Path, tolerances: dict[str, Tolerance], table: Table, runs: dict[str, Any] | None = None
+) -> None:
+    write_json(path, baseline_json(tolerances, table, runs))  # temp file + fsync + rename
 
 
 def tolerance_for(tolerances: dict[str, Tolerance], metric: str) -> Tolerance:

@@ -27,8 +27,10 @@ from harness.cli import (
     run,
     run_job,
     score,
+    submit,
     sweep,
     validate,
+    verify,
 )
 from harness.cli.common import EXIT_SPEC, CliError
 from harness.specs.yamlio import SpecError
@@ -44,6 +46,7 @@ SUBCOMMANDS = (
     render,
     publish,
     push_variant,
+    submit,
     score,
     compare,
     export_lm_eval,
@@ -51,6 +54,7 @@ SUBCOMMANDS = (
     ls,
     validate,
     regress,
+    verify,
 )
 
 

@@ -41,6 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--private", action="store_true", help="create missing repositories as private")
     p.add_argument(
+        "--no-twins",
+        action="store_true",
+        help="refuse a site that shows embedded twins or synthetic data (public leaderboards)",
+    )
+    p.add_argument(
         "--endpoint",
         metavar="URL",
         help="Hub endpoint (default: $HF_ENDPOINT or https://huggingface.co)",
@@ -65,6 +70,7 @@ def publish(args: argparse.Namespace) -> int:
             private=True if args.private else None,
             api=make_api(args.endpoint),
             log=lambda line: print(line, file=sys.stderr),
+            refuse_twins=args.no_twins,
         )
     except PublishError as err:
         raise CliError(redact(str(err))) from None

@@ -34,6 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="write the results' means (and the tolerances) to the baseline, atomically",
     )
     p.add_argument("--all", action="store_true", help="list unchanged metrics too")
+    p.add_argument(
+        "--skip-record-checks",
+        action="store_true",
+        help="compare without checking the records first (re-scored from their samples, "
+        "finite, one per seed, the baseline's seeds and evaluated ids): only for records this "
+        "machine just wrote",
+    )
     p.set_defaults(func=regress)
 
 
@@ -59,6 +66,22 @@ def regress(args: argparse.Namespace) -> int:
     tolerances |= overrides
     if not args.results.is_dir():
         raise CliError(f"{args.results}: no such results folder")
+    import json
+
+    from harness.analysis.gate import baseline_runs, gate_problems
+
+    runs = None
+    if args.baseline.exists():
+        try:
+            runs = json.loads(args.baseline.read_text(encoding="utf-8")).get("runs")
+        except (OSError, ValueError, AttributeError):
+            runs = None  # load_baseline above already read it: an old baseline has no runs
+    problems = [] if args.skip_record_checks else gate_problems(args.results, runs)
+    if problems:
+        for line in problems:
+            print(line)
+        print(f"regression gate FAILED: {len(problems)} record problem(s)")
+        return 1
     current = collect(args.results)
     if not current:
         raise CliError(f"{args.results}: no records found")
@@ -71,7 +94,7 @@ def regress(args: argparse.Namespace) -> int:
     }
     print(", ".join(f"{n} {s}" for s, n in counts.items()))
     if args.update_baseline:
-        write_baseline(args.baseline, tolerances, current)
+        write_baseline(args.baseline, tolerances, current, baseline_runs(args.results))
         n = sum(len(m) for v in current.values() for m in v.values())
         print(f"baseline {args.baseline} updated: {n} metric(s)")
         return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from harness.cli.common import CliError
@@ -10,7 +11,13 @@ from harness.cli.common import CliError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("render", help="render the static leaderboard from records")
-    p.add_argument("results_dir", type=Path, help="folder holding records (e.g. results/)")
+    p.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="records to render: a folder (e.g. results/) or hf://datasets/ORG/NAME[@REV]; "
+        "several are merged (a record is never overwritten by another source's)",
+    )
     p.add_argument(
         "-o", "--output", type=Path, default=Path("site"), help="site folder (default: site/)"
     )
@@ -26,6 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="no thumbnails in the sample browser (made from the dataset when it is local)",
     )
+    p.add_argument(
+        "--trusted",
+        action="append",
+        default=[],
+        metavar="SOURCE",
+        help="a source written by a maintainer's job: its own records are shown as verified",
+    )
     p.set_defaults(func=render)
 
 
@@ -35,7 +49,12 @@ def render(args: argparse.Namespace) -> int:
     samples = DEFAULT_MAX_SAMPLES if args.samples is None else max(args.samples, 0)
     try:
         page = render_site(
-            args.results_dir, args.output, max_samples=samples, images=not args.no_images
+            args.sources,
+            args.output,
+            max_samples=samples,
+            images=not args.no_images,
+            trusted=args.trusted,
+            log=lambda line: print(f"rocobench: {line}", file=sys.stderr),
         )
     except ValueError as err:
         raise CliError(str(err)) from None

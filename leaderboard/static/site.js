@@ -91,3 +91,28 @@ document.querySelectorAll("input[data-sample-filter]").forEach((input) => {
     });
   });
 });
+
+// Status and hardware: show only rows of one verification status, or of one machine (time,
+// memory and energy compare only between runs on the same hardware). Classes, not `hidden`,
+// so that these selectors and the filters above combine.
+document.querySelectorAll("select[data-status-filter]").forEach((select) => {
+  const table = document.getElementById(select.dataset.statusFilter);
+  const apply = () =>
+    Array.from(table.tBodies[0].rows).forEach((tr) => {
+      tr.classList.toggle("off-status", select.value !== "" && tr.dataset.status !== select.value);
+    });
+  select.addEventListener("change", apply);
+  apply();
+});
+
+document.querySelectorAll("select[data-hardware-filter]").forEach((select) => {
+  const table = document.getElementById(select.dataset.hardwareFilter);
+  const apply = () => {
+    table.classList.toggle("mixed-hardware", select.value === "");
+    Array.from(table.tBodies[0].rows).forEach((tr) => {
+      tr.classList.toggle("off-hardware", select.value !== "" && tr.dataset.hardware !== select.value);
+    });
+  };
+  select.addEventListener("change", apply);
+  apply();
+});

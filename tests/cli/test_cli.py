@@ -100,6 +100,10 @@ def test_render_lists_every_variant(bench_results) -> None:
     table = json.loads((site / "results.json").read_text())
     assert "rocov2_sample" in json.dumps(table)
     assert "±" in html
+    # twins: the banner says so; genuine runs pass the record checks
+    assert 'id="twins-banner"' in html and table["twins"] is True
+    assert {row["status"] for row in table["tasks"][0]["rows"]} == {"checked"}
+    assert main(["verify", "--quick", str(tmp / "results")]) == 0
 
 
 def test_bad_manifest_exits_2_with_one_line_and_writes_nothing(tmp_path, repo_root, capsys) -> None:
@@ -148,3 +152,26 @@ def test_plan_sees_finished_and_missing_runs(bench_results) -> None:
     assert "1 of 2 runs to do, 1 finished" in format_plan(task, planned)
     forced = plan(task, variants, [1], tmp / "results", force=True)
     assert forced[0].seeds[0].problem == "--force was given"
+
+
+def test_verify_compares_ids_and_references_with_the_data(bench_results) -> None:
+    from harness.analysis.verify import dataset_problems
+    from harness.paths import TASKS_DIR
+    from harness.specs import load_task
+
+    tmp, _ = bench_results
+    folder = run_dir(tmp / "results", "rocov2_sample", "tiny-llava", 1)
+    record = read_record(folder / RECORD_FILE)
+    rows = read_jsonl(folder / "samples.jsonl")
+    task = load_task(TASKS_DIR / "rocov2_sample.yaml")
+    notes: list[str] = []
+    assert dataset_problems(record, rows, task, notes) == [] and notes == []
+    # a reference edited to match its caption would score perfectly: the data says otherwise
+    rows[2] = rows[2] | {"reference": rows[2]["prediction"]}
+    assert dataset_problems(record, rows, task, notes) == [
+        "samples.jsonl:3: the reference is not the dataset's"
+    ]
+    other = record.model_copy(
+        update={"dataset": record.dataset.model_copy(update={"ids_sha256": "0" * 64})}
+    )
+    assert "dataset.ids_sha256: not the first 6 ids" in dataset_problems(other, rows, task, [])[0]

@@ -284,14 +284,23 @@ def test_fixed_length_speed_runs_are_rows_of_their_own(tmp_path: Path) -> None:
     assert "fixed 32 tokens" in index.read_text()
 
 
-def test_a_nan_score_is_shown_but_neither_ranked_nor_plotted(tmp_path: Path) -> None:
+def test_a_non_finite_record_is_left_out_and_reported_with_its_path(tmp_path: Path) -> None:
     records = fixture_records()
     records[0] = make_record(records[0].variant, 0, {"bleu4": float("nan"), "rouge_l": 0.1})
-    page, data = _render(tmp_path, records)
-    text, attrs = page.cells[(records[0].variant, "bleu4")]
-    assert "nan" in text and "best" not in attrs["class"]
+    records[1] = make_record(records[1].variant, 1, {"bleu4": float("inf"), "rouge_l": 0.1})
+    write_all(tmp_path / "results", records)
+    (tmp_path / "results" / "broken").mkdir()
+    (tmp_path / "results" / "broken" / "record.json").write_text('{"task": "x", ')
+    lines: list[str] = []
+    index = render_site(tmp_path / "results", tmp_path / "site", log=lines.append)
+    assert len(lines) == 3 and all(": skipped: " in line for line in lines)
+    assert any(line.startswith(f"{tmp_path / 'results'}/broken/record.json") for line in lines)
+    assert any("value nan is not finite" in line for line in lines)
+    assert any("value inf is not finite" in line for line in lines)
+    data = json.loads((tmp_path / "site" / "results.json").read_text())
     row = next(r for r in data["tasks"][0]["rows"] if r["variant"] == records[0].variant)
-    assert row["metrics"]["bleu4"]["mean"] is None  # standard JSON: no NaN
+    assert row["seeds"] == [2]  # seeds 0 and 1 left out, seed 2 kept
+    assert "3 records could not be read" in index.read_text()
 
 
 def test_empty_folder_raises(tmp_path: Path) -> None:
