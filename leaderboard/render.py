@@ -511,12 +511,12 @@ def render_site(
     """Render the site into `site_dir`; return the index path.
 
     `results_dir` is a folder, an hf://datasets/ORG/NAME URI, or a list of them (merged; see
-    `harness.analysis.sources`); records of `trusted` sources count as verified. A record that
+    `harness.records.sources`); records of `trusted` sources count as verified. A record that
     cannot be read is reported through `log` and left out. `max_samples` caps the sample
     browser per seed (0: none); `images=False` skips thumbnails. Raises ValueError if the
     sources hold no records.
     """
-    from harness.analysis.sources import SourceError, open_sources
+    from harness.records.sources import SourceError, open_sources
 
     given = [results_dir] if isinstance(results_dir, str | Path) else list(results_dir)
     try:

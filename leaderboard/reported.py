@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from leaderboard.model import Row, Site, fmt_score
+from leaderboard.view import Row, Site, fmt_score
 
 DATA = Path(__file__).resolve().parent / "data" / "paper_table1.json"
 # The paper's BERTScore backbone (bert-score's default for English): other backbones' numbers

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.analysis.sources import RUN_FILES, open_sources
 from harness.analysis.verify import verify_paths
+from harness.records.sources import RUN_FILES, open_sources
 from leaderboard.publish import (
     Outcome,
     PublishError,

@@ -869,14 +869,14 @@ def load_site(
     log: Callable[[str], None] | None = None,
 ) -> Site:
     """Read, check and aggregate every record under `results_dir`, or of every source in
-    `sources` (`harness.analysis.sources.Sources`, read with `open_sources`); no files written.
+    `sources` (`harness.records.sources.Sources`, read with `open_sources`); no files written.
 
     Each record is checked on read (`harness.analysis.verify`, depth `samples`): one that
     cannot be read, or whose numbers are not finite, is left out and reported through `log`
     with its path; any other failed check marks it `rejected` on the page.
     """
-    from harness.analysis.sources import SourceError, open_sources
     from harness.analysis.verify import record_key, verify_paths
+    from harness.records.sources import SourceError, open_sources
 
     log = log or (lambda line: None)
     if sources is None:

@@ -20,7 +20,7 @@ def gate_problems(results: Path, runs: Mapping[str, Mapping[str, Any]] | None) -
     """Why a results folder cannot be compared with a baseline, one line each: records that
     fail the checks (depth `samples`), duplicated (task, variant, seed) runs, and seeds or
     evaluated ids that differ from the baseline's `runs` section."""
-    from harness.analysis.sources import find_record_files
+    from harness.records.sources import find_record_files
 
     files = find_record_files(Path(results), str(results))
     verdicts = verify_paths(
@@ -62,7 +62,7 @@ def gate_problems(results: Path, runs: Mapping[str, Mapping[str, Any]] | None) -
 
 def baseline_runs(results: Path) -> dict[str, dict[str, dict[str, Any]]]:
     """Seeds and evaluated-ids hash per (task, variant): the baseline's `runs` section."""
-    from harness.records import find_records
+    from harness.records.store import find_records
 
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for _, r in find_records(Path(results)):

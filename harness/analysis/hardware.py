@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from harness.records import Hardware
+from harness.records.record import Hardware
 
 
 def _clean(name: str) -> str:

@@ -48,7 +48,8 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from harness.records import PREDICTIONS_FILE, RunRecord
+from harness.records.layout import PREDICTIONS_FILE
+from harness.records.record import RunRecord
 
 Status = Literal["verified", "checked", "rejected"]
 Depth = Literal["record", "samples", "full"]
@@ -291,13 +292,16 @@ def rescore_problems(
 ) -> list[str]:
     """Recompute the requested metrics from the captions and compare them with the record;
     `complete`: `requests` is the task's whole list, so any other metric is out of place."""
-    from harness.concepts import reference_concepts
-    from harness.metrics import MetricUnavailable, compute_metrics
+    from harness.metrics import MetricUnavailable, References, compute_metrics
 
     predictions = [str(row["prediction"]) for row in rows]
-    references = [str(row["reference"]) for row in rows]
     concepts = [row.get("concepts") for row in rows]
-    has_concepts = any(c is not None for c in concepts)
+    references = References(
+        tuple(str(row["reference"]) for row in rows),
+        tuple(None if c is None else tuple(map(str, c)) for c in concepts)
+        if any(c is not None for c in concepts)
+        else None,
+    )
     out: list[str] = []
     for metric, options in requests:
         recorded = r.metrics.get(metric)
@@ -305,8 +309,7 @@ def rescore_problems(
             out.append(f"metrics.{metric}: the task scores it, the record has no value")
             continue
         try:
-            with reference_concepts(concepts if has_concepts else None):
-                score = compute_metrics([(metric, options)], predictions, references, resamples=0)
+            score = compute_metrics([(metric, options)], predictions, references, resamples=0)
         except MetricUnavailable as err:
             text = f"metrics.{metric}: not recomputed here ({err})"
             (out if strict else notes).append(text)
@@ -351,7 +354,8 @@ def _git_file(sha: str, rel: str, repo: Path) -> bytes | None:
 
 def _spec_at(kind: str, name: str, sha: str | None, repo: Path) -> tuple[Any, str] | None:
     """The task or variant spec `name` at commit `sha` (else the current file), and which."""
-    from harness.specs import load_task, load_variant
+    from harness.specs.task import load_task
+    from harness.specs.variant import load_variant
 
     loader = load_task if kind == "tasks" else load_variant
     rel = f"{kind}/{name}.yaml"
@@ -370,8 +374,8 @@ def _spec_at(kind: str, name: str, sha: str | None, repo: Path) -> tuple[Any, st
 
 def repository_problems(r: RunRecord, repo: Path, notes: list[str]) -> tuple[list[str], Any]:
     """Task-spec and manifest hashes and the dataset against this repository; the task spec."""
-    from harness.specs import spec_hash
-    from harness.yamlio import SpecError
+    from harness.specs.common import spec_hash
+    from harness.specs.yamlio import SpecError
 
     out: list[str] = []
     sha = r.provenance.git_sha
@@ -412,7 +416,7 @@ def dataset_problems(
 ) -> list[str]:
     """The evaluated ids and the references against the task's dataset at its revision, when
     that dataset is on this machine (a local folder, or the Hub cache)."""
-    from harness.data import DatasetError, load_split
+    from harness.data.dataset import DatasetError, load_split
 
     try:
         evalset = load_split(task, limit=r.dataset.n_samples)
@@ -436,7 +440,7 @@ def dataset_problems(
 
 def seed_problems(r: RunRecord, predictions: Sequence[Mapping[str, Any]] | None) -> list[str]:
     """Each caption's sampling seed derives from (declared run seed, sample id)."""
-    from harness.generate import sample_seed
+    from harness.pipeline.generate import sample_seed
 
     if predictions is None:
         return [f"{PREDICTIONS_FILE} is missing: the captions' seeds cannot be checked"]

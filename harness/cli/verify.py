@@ -53,8 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def verify(args: argparse.Namespace) -> int:
-    from harness.analysis.sources import SourceError, open_sources
     from harness.analysis.verify import verify_paths
+    from harness.records.sources import SourceError, open_sources
 
     paths = list(args.paths)
     if args.open_prs:
@@ -102,7 +102,7 @@ def verify(args: argparse.Namespace) -> int:
 
 def _open_pull_requests(paths: list[str], endpoint: str | None) -> list[str]:
     """hf://datasets/ORG/NAME -> one hf://datasets/ORG/NAME@refs/pr/N per open pull request."""
-    from harness.analysis.sources import HF_DATASET
+    from harness.records.sources import HF_DATASET
     from leaderboard.publish import make_api
 
     api = make_api(endpoint)

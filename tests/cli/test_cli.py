@@ -157,7 +157,7 @@ def test_plan_sees_finished_and_missing_runs(bench_results) -> None:
 def test_verify_compares_ids_and_references_with_the_data(bench_results) -> None:
     from harness.analysis.verify import dataset_problems
     from harness.paths import TASKS_DIR
-    from harness.specs import load_task
+    from harness.specs.task import load_task
 
     tmp, _ = bench_results
     folder = run_dir(tmp / "results", "rocov2_sample", "tiny-llava", 1)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from harness.records import PREDICTIONS_FILE, RECORD_FILE, SAMPLES_FILE
+from harness.records.layout import PREDICTIONS_FILE, RECORD_FILE, SAMPLES_FILE
 
 HF_PREFIX = "hf://"
 HF_DATASET = re.compile(

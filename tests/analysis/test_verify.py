@@ -9,7 +9,6 @@ import pytest
 from fixtures.run_records import A100, H100, IDS, captions, make_run, sample_seed
 
 from harness.analysis.hardware import hardware_name
-from harness.analysis.sources import contributor_of, open_sources
 from harness.analysis.verify import (
     Verdict,
     check_record,
@@ -19,7 +18,9 @@ from harness.analysis.verify import (
     verify_paths,
 )
 from harness.cli import main
-from harness.records import Hardware, read_jsonl, read_record
+from harness.records.record import Hardware
+from harness.records.sources import contributor_of, open_sources
+from harness.records.store import read_jsonl, read_record
 
 VARIANT = "qwen2-vl-2b-qlora"
 
@@ -140,7 +141,7 @@ def test_the_task_spec_and_dataset_are_the_repositorys(tmp_path: Path, repo_root
 
 
 def test_captions_from_another_seed_are_rejected(tmp_path: Path) -> None:
-    from harness.generate import sample_seed as real_sample_seed
+    from harness.pipeline.generate import sample_seed as real_sample_seed
 
     assert sample_seed(3, IDS[0]) == real_sample_seed(3, IDS[0])
     path = run(tmp_path / "seed-1", seed=1)
