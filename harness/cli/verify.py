@@ -48,6 +48,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="with --open-prs: post each pull request's outcome on it (needs a token)",
     )
+    p.add_argument(
+        "--maintainer",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a record of an hf:// dataset that names a dispatched Job is verified when that Job "
+        "wrote it and one of these accounts started it (default: any account); repeatable",
+    )
     p.add_argument("--endpoint", metavar="URL", help="Hub endpoint (default: $HF_ENDPOINT)")
     p.set_defaults(func=verify)
 
@@ -78,6 +86,7 @@ def verify(args: argparse.Namespace) -> int:
             depth="samples" if args.quick else "full",
             strict=args.strict,
         )
+        _check_jobs(sources.files, verdicts, args.maintainer, args.endpoint)
     for v in verdicts:
         if args.json:
             print(
@@ -140,3 +149,28 @@ def _comment(files, verdicts, endpoint: str | None) -> None:  # type: ignore[no-
             if v.status == "rejected":
                 lines += ["", f"**rejected** `{v.path}`"] + [f"- {r}" for r in v.reasons[:20]]
         api.comment_discussion(repo, num, "\n".join(lines), repo_type="dataset")
+
+
+def _check_jobs(files, verdicts, maintainers: list[str] | None, endpoint: str | None) -> None:  # type: ignore[no-untyped-def]
+    """A record that names the Hugging Face Job that wrote it (`provenance.job`) is checked
+    against that Job (harness.scale.jobs.job_record_problem): `verified` when the Job was
+    dispatched for this run into this dataset, rejected when it claims a Job that did not."""
+    from harness.records.sources import HF_DATASET
+    from harness.scale.jobs import job_record_problem
+    from leaderboard.publish import make_api
+
+    api = None
+    for f, v in zip(files, verdicts, strict=True):
+        job = getattr(v.record.provenance, "job", None) if v.record is not None else None
+        if job is None or v.status == "rejected":
+            continue
+        m = HF_DATASET.fullmatch(f.source.rstrip("/"))
+        if m is None:
+            v.notes.append("provenance.job: not checked (read from a folder, not its dataset)")
+            continue
+        api = api or make_api(endpoint)
+        problem = job_record_problem(api, v.record, m.group("repo"), maintainers=maintainers)
+        if problem is None:
+            v.trusted = True
+        else:
+            v.reject(f"provenance.job: {problem}")

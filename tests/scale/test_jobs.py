@@ -339,6 +339,14 @@ def test_a_faked_job_runs_the_twin_and_commits_its_record_naming_the_job(
         api(), current_record(), DATASET
     )
     assert "wrote to" in jobs.job_record_problem(api(), record, "someone/else")
+    # ... and `rocobench verify` does: the Job's own record is verified, not only checked
+    hf = f"hf://datasets/{DATASET}"
+    args = ["verify", "--quick", hf, "--maintainer", "tester", "--endpoint", ENDPOINT]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert "0 verified" not in err and "0 rejected" in err and TOKEN not in out + err
+    assert main([*args[:-4], "--maintainer", "someone-else", "--endpoint", ENDPOINT]) == 1
+    assert "not a maintainer" in capsys.readouterr().out
     # The token is in no file written, no log and no output.
     out, err = capsys.readouterr()
     assert TOKEN not in out + err + caplog.text
