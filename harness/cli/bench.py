@@ -11,6 +11,7 @@ from harness.cli.common import (
     EMBEDDED_SUITE,
     add_run_options,
     check_carbon_country,
+    positive_int,
 )
 from harness.specs import catalog
 
@@ -24,11 +25,64 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_run_options(p)
     p.add_argument("--site", type=Path, default=Path("site"), help="site folder (default: site/)")
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="builds and variant runs at once, in worker processes (default: one per CPU core, "
+        "at most 4; 1 on a GPU)",
+    )
+    p.add_argument(
+        "--profile",
+        nargs="?",
+        const=Path("bench-profile.jsonl"),
+        type=Path,
+        metavar="FILE",
+        help="time every phase (builds, training epochs, model loads, generation, each metric, "
+        "render), append the spans to FILE (default: bench-profile.jsonl) and print the table",
+    )
     p.set_defaults(func=bench)
 
 
 def bench(args: argparse.Namespace) -> int:
-    from harness.pipeline.runner import run_variant
+    if args.profile is not None:
+        return _profiled(args)
+    return _bench(args)
+
+
+def _profiled(args: argparse.Namespace) -> int:
+    """The bench with every span recorded (worker processes inherit the variable)."""
+    import os
+    import resource
+
+    import psutil
+
+    from harness import spans as phases
+
+    path = args.profile.resolve()
+    path.unlink(missing_ok=True)
+    os.environ[phases.PROFILE_ENV] = str(path)
+    started = psutil.Process().create_time()  # interpreter start: imports count too
+    phases.record(
+        "startup", "interpreter and imports", started, time.time() - started, time.process_time()
+    )
+    try:
+        code = _bench(args)
+    finally:
+        os.environ.pop(phases.PROFILE_ENV, None)
+    total = time.time() - started
+    spans = phases.read_spans(path)
+    used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    cpu = sum(u.ru_utime + u.ru_stime for u in used)  # this process and its finished workers
+    print(phases.markdown_table(phases.summarise(spans), total, cpu))
+    print(f"spans in {path}")
+    return code
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from harness.scale.pool import sweep_pool
+    from harness.scale.sweep import SweepOptions
+    from harness.spans import span
     from leaderboard.render import render_site
 
     start = time.perf_counter()
@@ -40,23 +94,23 @@ def bench(args: argparse.Namespace) -> int:
         f"({', '.join(v.id for v in variants)}) × seeds {list(suite.seeds)}",
         file=sys.stderr,
     )
-    reused = computed = 0
-    for variant in variants:
-        for outcome in run_variant(
-            task,
-            variant,
-            args.results,
-            seeds=suite.seeds,
-            device=args.device,
-            force=args.force,
-            progress=not args.no_progress,
-            fixed_new_tokens=args.fixed_new_tokens,
-            carbon_country=country,
-        ):
-            reused += outcome.reused
-            computed += not outcome.reused
-    page = render_site(args.results, args.site)
+    options = SweepOptions(
+        seeds=tuple(suite.seeds),
+        device=args.device,
+        force=args.force,
+        fixed_new_tokens=args.fixed_new_tokens,
+        carbon_country=country,
+        progress=not args.no_progress,
+    )
+    report = sweep_pool(task, variants, str(args.results), options, workers=args.workers)
+    reused = sum(r.reused for r in report.runs)
+    computed = len(report.runs) - reused
+    for failure in report.failures:
+        print(f"error: {failure.what}: {failure.error}", file=sys.stderr)
+    if report.runs:
+        with span("render"):
+            page = render_site(args.results, args.site)
+        print(f"leaderboard: {page.resolve()}")
     print(f"{computed} runs computed, {reused} reused; results in {args.results}/")
-    print(f"leaderboard: {page.resolve()}")
     print(f"took {time.perf_counter() - start:.1f} s")
-    return 0
+    return 0 if report.ok else 1

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from harness.registry import METRICS as _METRICS
 from harness.registry import Registry
+from harness.spans import span
 
 if TYPE_CHECKING:
     from harness.metrics.stats import Statistic
@@ -202,9 +203,10 @@ def compute_metrics(
         raise ValueError(f"metric requested more than once: {', '.join(repeated)}")
     metrics = [(METRICS.get(name), options) for name, options in requests]  # fail before work
     n = len(preds)
-    scores = {
-        m.name: dataclasses.replace(m.score(preds, refs, options), n=n) for m, options in metrics
-    }
+    scores = {}
+    for m, options in metrics:
+        with span("score", m.name):
+            scores[m.name] = dataclasses.replace(m.score(preds, refs, options), n=n)
     resamples = stats.RESAMPLES if resamples is None else resamples
     if resamples <= 0:
         return scores
@@ -213,9 +215,10 @@ def compute_metrics(
         for m, options in metrics
         if m.resampler is not None or scores[m.name].per_sample is not None
     }
-    intervals = stats.confidence_intervals(
-        to_resample, n, resamples, stats.SEED if seed is None else seed
-    )
+    with span("score", "bootstrap intervals"):
+        intervals = stats.confidence_intervals(
+            to_resample, n, resamples, stats.SEED if seed is None else seed
+        )
     return {name: dataclasses.replace(s, ci95=intervals.get(name)) for name, s in scores.items()}
 
 

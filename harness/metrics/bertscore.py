@@ -20,6 +20,7 @@ from harness.metrics.base import (
     References,
     metric,
 )
+from harness.spans import span
 
 if TYPE_CHECKING:
     from bert_score import BERTScorer
@@ -97,14 +98,15 @@ def _scorer(model: str, num_layers: int, options: BERTScoreOptions, device: str)
 
         # BERTScorer loads model and tokenizer once; bert_score.score() would reload per call.
         try:
-            _SCORERS[key] = BERTScorer(
-                model_type=model,
-                num_layers=num_layers,
-                idf=options.idf,
-                lang=options.lang,
-                rescale_with_baseline=options.rescale_with_baseline,
-                device=device,
-            )
+            with span("bertscore backbone load", model):
+                _SCORERS[key] = BERTScorer(
+                    model_type=model,
+                    num_layers=num_layers,
+                    idf=options.idf,
+                    lang=options.lang,
+                    rescale_with_baseline=options.rescale_with_baseline,
+                    device=device,
+                )
         except OSError as err:  # what transformers raises for weights it cannot find or fetch
             offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
             why = "the Hub is off (HF_HUB_OFFLINE=1)" if offline else "it could not be fetched"

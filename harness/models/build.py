@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.models.determinism import build_lock, deterministic
 from harness.models.device import dtype_for, resolve_device
 from harness.models.families import family_for_model_type
 from harness.models.sources import BuildError, base_location
 from harness.paths import cache_dir
+from harness.spans import span, within
 from harness.specs import catalog
 from harness.specs.common import spec_hash
 from harness.specs.variant import VariantSpec
@@ -135,18 +137,33 @@ def ensure_built(
         return BuiltVariant(spec=spec, state=base_state, key=None, folder=None)
     key = build_key(spec)
     folder = build_folder(spec, key)
+    if not rebuild and (cached := _cached(spec, key, folder, log)) is not None:
+        return cached
+
+    def waiting() -> None:
+        log(f"wait    {spec.id}: another process is building {key[:16]}")
+
+    # One build per key at a time: a second process waits, then reuses the first one's build.
+    with build_lock(folder, on_wait=waiting):
+        if not rebuild and (cached := _cached(spec, key, folder, log)) is not None:
+            return cached
+        with span("build", spec.id):
+            return _build(spec, base_state, key, folder, device=device, progress=progress, log=log)
+
+
+def _cached(spec: VariantSpec, key: str, folder: Path, log: Log) -> BuiltVariant | None:
     record = folder / BUILD_FILE
-    if record.exists() and not rebuild:
-        data = json.loads(record.read_text())
-        log(f"cached  {spec.id}: build {key[:16]} ({', '.join(data['chain'])})")
-        return BuiltVariant(
-            spec=spec,
-            state=_state_from_json(data["state"], folder),
-            key=key,
-            folder=folder,
-            notes=data.get("notes", {}),
-        )
-    return _build(spec, base_state, key, folder, device=device, progress=progress, log=log)
+    if not record.exists():
+        return None
+    data = json.loads(record.read_text())
+    log(f"cached  {spec.id}: build {key[:16]} ({', '.join(data['chain'])})")
+    return BuiltVariant(
+        spec=spec,
+        state=_state_from_json(data["state"], folder),
+        key=key,
+        folder=folder,
+        notes=data.get("notes", {}),
+    )
 
 
 def _build(
@@ -197,7 +214,13 @@ def _build(
     try:
         for n, (technique, apply) in enumerate(zip(spec.techniques, steps, strict=True), 1):
             log(f"step    {n}/{len(chain)}: {technique.kind}")
-            apply(ctx, technique)
+            # each step seeded by its position: its bytes do not depend on what ran before
+            with (
+                within(spec.id),
+                span("build step", f"{n} {technique.kind}"),
+                deterministic(seed=n),
+            ):
+                apply(ctx, technique)
     except (ValueError, RuntimeError, OSError) as err:
         shutil.rmtree(folder, ignore_errors=True)
         if isinstance(err, BuildError):

@@ -42,6 +42,7 @@ from harness.models.build import (
     _state_from_json,
     library_versions,
 )
+from harness.models.determinism import build_lock
 from harness.models.device import dtype_for, resolve_device
 from harness.models.families import family_for_model_type
 from harness.models.load import LoadedVariant
@@ -321,15 +322,16 @@ def ensure_built_random(
     key = random_build_key(spec, location)
     folder = cache_dir() / "builds" / f"{spec.id}-random-{key[:16]}"
     record = folder / BUILD_FILE
-    if record.exists() and not rebuild:
-        data = json.loads(record.read_text())
-        log(f"cached  {spec.id} (random weights): build {key[:16]}")
-        state = _state_from_json(data["state"], folder)
-        return BuiltVariant(spec, state, key, folder, data.get("notes", {}))
-    return _build(
-        spec, base_state, key, folder, device=device, progress=progress, log=log,
-        steps=steps, mode="random weights",
-    )  # fmt: skip
+    with build_lock(folder):  # one build per key at a time; a waiting one reuses it
+        if record.exists() and not rebuild:
+            data = json.loads(record.read_text())
+            log(f"cached  {spec.id} (random weights): build {key[:16]}")
+            state = _state_from_json(data["state"], folder)
+            return BuiltVariant(spec, state, key, folder, data.get("notes", {}))
+        return _build(
+            spec, base_state, key, folder, device=device, progress=progress, log=log,
+            steps=steps, mode="random weights",
+        )  # fmt: skip
 
 
 def load_variant_random(

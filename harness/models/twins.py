@@ -82,6 +82,13 @@ def build_twin(family_name: str, seed: int = 0) -> Path:
     out = twin_dir(family_name, seed)
     if (out / "config.json").exists():
         return out
+    from harness.spans import span
+
+    with span("twin creation", family_name):
+        return _build_twin(family_name, seed, out)
+
+
+def _build_twin(family_name: str, seed: int, out: Path) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForImageTextToText, PreTrainedTokenizerFast
 

@@ -24,6 +24,7 @@ from harness.pipeline.modes import TRAINED, Mode
 from harness.pipeline.seed import SeedRun, run_seed
 from harness.records.layout import RECORD_FILE, seed_dir
 from harness.records.store import read_record
+from harness.spans import span
 from harness.specs.common import spec_hash
 from harness.specs.task import TaskSpec
 from harness.specs.variant import VariantSpec
@@ -170,12 +171,13 @@ def run_variant(
         for _, out in todo:  # fail fast, before loading the model, if another run writes here
             locks.enter_context(executor.lock(out, force))
         # codecarbon's hardware probe runs here, before and outside every timed phase
-        metering = Metering.standard(
-            resolve_device(device), carbon_country, cuda_devices=executor.cuda_devices()
-        )
+        with span("metering setup", variant.id):
+            metering = Metering.standard(
+                resolve_device(device), carbon_country, cuda_devices=executor.cuda_devices()
+            )
         with metering.phase("build") as build:  # the technique chain; ~0 s when already cached
             executor.build(lambda: mode.build(variant, device=device, progress=progress, log=log))
-        with metering.phase("load") as load:
+        with metering.phase("load") as load, span("variant load", variant.id):
             loaded = mode.load(variant, device=device, progress=progress, log=lambda _: None)
         log(
             f"loaded  {variant.id} ({loaded.base}, {loaded.n_parameters / 1e6:.2f} M parameters, "

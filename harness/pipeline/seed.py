@@ -31,6 +31,7 @@ from harness.records.provenance import provenance
 from harness.records.record import DatasetRef, MetricValue, ModelRef, PhaseFigures, RunRecord
 from harness.records.rows import SampleRow
 from harness.records.store import write_jsonl, write_record
+from harness.spans import span
 from harness.specs.common import spec_hash
 from harness.specs.task import TaskSpec
 
@@ -113,6 +114,7 @@ def generate(run: SeedRun) -> Generated:
     with (
         open_checkpoint(partial, key, list(done.values()), run.clean) as checkpoint,
         run.metering.phase("generate") as phase,
+        span("generate", run.label),
     ):
 
         def on_batch(preds: list[Prediction]) -> None:
@@ -147,7 +149,7 @@ def score(run: SeedRun, texts: list[str]) -> tuple[dict[str, MetricScore], Phase
         None if concepts is None else tuple(None if c is None else tuple(c) for c in concepts),
         tuple(run.evalset.image_loader(i) for i in range(len(run.evalset))),  # loaded on demand
     )
-    with run.metering.phase("score") as phase:
+    with run.metering.phase("score") as phase, span("score all", run.label):
         scores = compute_metrics(requests, texts, references) if run.scored else {}
     return scores, phase.result
 

@@ -11,7 +11,8 @@ in the same layout and reuse finished runs the same way. On Ray:
   from the run's checkpoint when it lands on the same machine);
 - the build cache is `ROCOBENCH_CACHE` as the driver sees it, handed to every task: on a
   cluster of several machines it must be a folder they all see (a shared file system), or each
-  machine builds its own copy. Builds into one cache take turns (`build_lock`).
+  machine builds its own copy. Two builds of one cache key take turns (the build's lock); builds
+  of different keys run at once.
 
 Records go to a folder or an fsspec URI (`harness.records.remote`); with several machines, a folder
 must be shared by all of them, or a URI they can all write (`s3://…`, `gs://…`).
@@ -19,14 +20,12 @@ must be shared by all of them, or a URI they can all write (`s3://…`, `gs://�
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -89,36 +88,12 @@ class SweepReport:
 # --------------------------------------------------------------------------- the two steps
 
 
-def _builds_needed(variant: VariantSpec) -> bool:
-    from harness.models.build import BUILD_FILE, build_folder, build_key
-
-    if not variant.techniques:
-        return False
-    return not (build_folder(variant, build_key(variant)) / BUILD_FILE).exists()
-
-
-@contextmanager
-def build_lock() -> Iterator[None]:
-    """Builds into one cache take turns (flock on `<cache>/builds/.lock`): two processes must not
-    build the same chain into one folder, and a chain builds its distillation teacher itself."""
-    folder = cache_dir() / "builds"
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def build_variant(variant: VariantSpec, device: str) -> str | None:
-    """Build the variant's chain (and an embedded twin base) unless cached; its build key."""
+    """Build the variant's chain (and an embedded twin base) unless cached; its build key.
+    A build of the same key in another process is waited for, then reused."""
     from harness.models.build import ensure_built
 
-    if _builds_needed(variant):
-        with build_lock():
-            return ensure_built(variant, device=device, progress=False).key
-    return ensure_built(variant, device=device, progress=False, log=lambda _: None).key
+    return ensure_built(variant, device=device, progress=False).key
 
 
 def _scratch(location: str) -> Path:

@@ -58,6 +58,13 @@ def _cpu_bnb_workaround(model: Any) -> None:
 
 def load_model(state: ModelState, *, dtype: Any, device: str) -> Any:
     """Load the model a state describes (without its processor)."""
+    from harness.spans import span
+
+    with span("model load", Path(state.location).name + (" +adapter" if state.adapter else "")):
+        return _load_model(state, dtype=dtype, device=device)
+
+
+def _load_model(state: ModelState, *, dtype: Any, device: str) -> Any:
     from transformers import AutoModelForImageTextToText
 
     quant = bnb_config(state.quantization) if state.quantization else None

@@ -20,6 +20,7 @@ from pydantic import Field
 from harness.data.dataset import EvalSet, load_split
 from harness.models.families import Family
 from harness.models.inputs import build_prompt, preprocess_image
+from harness.spans import span
 from harness.specs.common import Frozen
 from harness.specs.task import TaskSpec
 from harness.techniques.lazy_torch import no_grad
@@ -236,7 +237,8 @@ def train_captions(
         return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
     result = TrainResult(epochs_run=0, best_epoch=0, eval_losses=[], train_losses=[], steps=0)
-    first = evaluation_loss(model, processor, family, task, evalset, loss_fn, micro)
+    with span("eval loss", "before"):
+        first = evaluation_loss(model, processor, family, task, evalset, loss_fn, micro)
     result.history.append({"epoch": 0, "eval_loss": first})
     log(f"train   {len(train)} captions, eval {len(evalset)}; eval loss before {first:.4f}")
     best, best_state, bad_epochs = first, copy.deepcopy(trainable_state()), 0
@@ -247,22 +249,24 @@ def train_captions(
             batches, desc=f"epoch {epoch}", disable=not progress, file=sys.stderr, leave=False
         )
         running, seen = 0.0, 0
-        for step, idx in enumerate(bar, 1):
-            images = [preprocess_image(train.image_loader(i)(), image_spec) for i in idx]
-            inputs, labels = caption_batch(
-                processor, family, task, images, [train.references[i] for i in idx]
-            )
-            with autocast:
-                loss = loss_fn(model, to_device(inputs, model), labels.to(model.device))
-            (loss / accumulation).backward()
-            running, seen = running + loss.detach().item(), seen + 1
-            if step % accumulation == 0 or step == len(batches):
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                result.steps += 1
-            bar.set_postfix(loss=f"{running / seen:.3f}")
-        bar.close()
-        eval_loss = evaluation_loss(model, processor, family, task, evalset, loss_fn, micro)
+        with span("train epoch", f"epoch {epoch}"):
+            for step, idx in enumerate(bar, 1):
+                images = [preprocess_image(train.image_loader(i)(), image_spec) for i in idx]
+                inputs, labels = caption_batch(
+                    processor, family, task, images, [train.references[i] for i in idx]
+                )
+                with autocast:
+                    loss = loss_fn(model, to_device(inputs, model), labels.to(model.device))
+                (loss / accumulation).backward()
+                running, seen = running + loss.detach().item(), seen + 1
+                if step % accumulation == 0 or step == len(batches):
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    result.steps += 1
+                bar.set_postfix(loss=f"{running / seen:.3f}")
+            bar.close()
+        with span("eval loss", f"epoch {epoch}"):
+            eval_loss = evaluation_loss(model, processor, family, task, evalset, loss_fn, micro)
         result.train_losses.append(running / max(seen, 1))
         result.eval_losses.append(eval_loss)
         result.epochs_run = epoch
