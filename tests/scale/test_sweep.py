@@ -55,7 +55,7 @@ def kill_once(flag: str):
     there (os._exit, as a lost worker), once; it writes its run folder to `flag`.killed."""
 
     def install() -> None:
-        import harness.pipeline.runner as run
+        import harness.pipeline.seed as run
 
         real = run.append_batch
 
