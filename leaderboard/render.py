@@ -325,6 +325,8 @@ def site_to_json(site: Site) -> dict[str, Any]:
                 "rows": [
                     {
                         "variant": row.variant,
+                        "backend": row.backend,
+                        "backend_version": row.backend_version,
                         "description": row.description,
                         "techniques": row.techniques,
                         "base_model": row.base_model,
@@ -381,7 +383,7 @@ def csv_rows(site: Site) -> tuple[list[str], list[dict[str, Any]]]:
     columns = {c.id: c for t in site.tables for c in t.columns}
     metric_ids = [c.id for c in sorted(columns.values(), key=column_order)]
     parts = ("mean", "std", "ci95_lo", "ci95_hi", "n")
-    header = ["task", "variant", "base_model", "techniques", "n_seeds", "seeds"]
+    header = ["task", "variant", "backend", "base_model", "techniques", "n_seeds", "seeds"]
     header += [f"{cid}_{part}" for cid in metric_ids for part in parts]
     header += [c.key for c in EFFICIENCY_COLUMNS] + ["hardware", "warnings"]
     lines = []
@@ -390,6 +392,7 @@ def csv_rows(site: Site) -> tuple[list[str], list[dict[str, Any]]]:
             line: dict[str, Any] = {
                 "task": _csv_text(row.task),
                 "variant": _csv_text(row.variant),
+                "backend": _csv_text(row.backend_label or "transformers"),
                 "base_model": _csv_text(row.base_model),
                 "techniques": _csv_text(" ".join(row.techniques)),
                 "n_seeds": row.n_seeds,

@@ -423,6 +423,8 @@ class Row:
     warnings: list[str] = field(default_factory=list)
     scores_comparable: bool = True
     mode: str = "natural"  # or fixed-N: a speed run with exactly N new tokens per image
+    backend: str = "hf"  # generation engine; each backend's runs are a row of their own
+    backend_version: str | None = None
     notes: list[str] = field(default_factory=list)  # facts worth knowing that are not problems
     anchor: str = ""  # element id on the index page, set once every row is known
     contributor: str = ""
@@ -458,6 +460,14 @@ class Row:
         return self.mode.removeprefix("fixed-") if self.mode != "natural" else None
 
     @property
+    def backend_label(self) -> str | None:
+        """ "vLLM 0.32.0" for rows of the vLLM backend; None for transformers (the default)."""
+        if self.backend == "hf":
+            return None
+        name = {"vllm": "vLLM"}.get(self.backend, self.backend)
+        return f"{name} {self.backend_version}" if self.backend_version else name
+
+    @property
     def base_model(self) -> str:
         return self.records[0].model.base
 
@@ -484,7 +494,8 @@ class Row:
 
         # Ids come from untrusted records: quote them so a pasted command runs nothing else.
         task, variant = shlex.quote(self.task), shlex.quote(self.variant)
-        return f"rocobench run --task {task} --variant {variant}"
+        backend = "" if self.backend == "hf" else f" --backend {shlex.quote(self.backend)}"
+        return f"rocobench run --task {task} --variant {variant}{backend}"
 
 
 @dataclass(frozen=True)
@@ -750,17 +761,19 @@ def _build_table(task: str, group: list[tuple[RecordRef, RunRecord]]) -> TaskTab
     rows: dict[tuple[str, str], Row] = {}
     for ref, r in group:
         # Fixed-length speed runs are rows of their own: their captions are cut or padded. So are
-        # each machine's and each contributor's runs, and a second record of one seed (kept and
-        # shown beside the first, never averaged with it).
-        base = (r.variant, length_mode(r), hardware_label(r), ref.contributor)
+        # each machine's and each contributor's runs, each backend's (their sampled captions
+        # differ), and a second record of one seed (kept and shown beside the first, never
+        # averaged with it).
+        base = (r.variant, length_mode(r), r.backend.name, hardware_label(r), ref.contributor)
         occurrence = 0
         while (key := (*base, occurrence)) in rows and r.seed in rows[key].seeds:
             occurrence += 1
         row = rows.get(key)
         if row is None:
             row = rows[key] = Row(
-                task, r.variant, r.variant_description, list(r.techniques), [], [], mode=key[1]
-            )
+                task, r.variant, r.variant_description, list(r.techniques), [], [], mode=key[1],
+                backend=key[2], backend_version=r.backend.version if key[2] != "hf" else None,
+            )  # fmt: skip
             row.contributor, row.duplicate = ref.contributor, occurrence
             if occurrence:
                 row.warnings.append(
@@ -778,6 +791,12 @@ def _build_table(task: str, group: list[tuple[RecordRef, RunRecord]]) -> TaskTab
             row.notes.append(
                 f"speed run: exactly {row.fixed_tokens} new tokens per image, end of sequence "
                 "ignored; its scores are not ranked"
+            )
+        if row.backend_label is not None:
+            row.notes.append(
+                f"generated with {row.backend_label}: greedy captions match transformers' on the "
+                "twins; sampled captions are reproducible within this backend but differ from "
+                "transformers' (its own row, never averaged with them)"
             )
         _aggregate_row(row, columns)
     efficiency = [
@@ -808,11 +827,14 @@ def _assign_anchors(tables: Sequence[TaskTable]) -> None:
             anchor = f"{table.anchor}--{slug(row.variant)}"
             if row.mode != "natural":
                 anchor += f"--{slug(row.mode)}"
+            if row.backend != "hf":
+                anchor += f"--{slug(row.backend)}"
             # A contributor's rows never rename the owner's pages (links stay valid).
             machines = {
                 r.hardware_text
                 for r in table.rows
-                if (r.variant, r.mode, r.contributor) == (row.variant, row.mode, row.contributor)
+                if (r.variant, r.mode, r.backend, r.contributor)
+                == (row.variant, row.mode, row.backend, row.contributor)
             }
             if len(machines) > 1:
                 anchor += f"--{slug(row.hardware_text)}"

@@ -117,6 +117,8 @@ def collect(results: Path) -> Table:
     for _, record in find_records(results):
         if record.measurements.fixed_new_tokens or record.model.random_weights:
             continue  # speed runs (forced lengths, random weights) say nothing of quality
+        if record.backend.name != "hf":
+            continue  # the baseline is transformers'; another backend's runs are not averaged in
         for name, mv in record.metrics.items():
             key = (record.task, record.variant, name)
             values[key].append(mv.value)

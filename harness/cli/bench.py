@@ -101,6 +101,7 @@ def _bench(args: argparse.Namespace) -> int:
         fixed_new_tokens=args.fixed_new_tokens,
         carbon_country=country,
         progress=not args.no_progress,
+        backend=args.backend,
     )
     report = sweep_pool(task, variants, str(args.results), options, workers=args.workers)
     reused = sum(r.reused for r in report.runs)

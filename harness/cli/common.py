@@ -53,6 +53,13 @@ def add_run_options(p: argparse.ArgumentParser, *, uri: bool = False) -> None:
         "independent of caption length (recorded in seed-<n>-fixed-<N>/; default: real lengths)",
     )
     p.add_argument(
+        "--backend",
+        choices=["hf", "vllm"],
+        default="hf",
+        help="generation engine: hf (transformers generate, in this process; default) or vllm "
+        "(a worker in the vLLM environment of `make install-vllm`; records in seed-<n>-vllm/)",
+    )
+    p.add_argument(
         "--carbon-country",
         metavar="ISO3",
         help="country whose grid carbon intensity turns energy into CO2, as an ISO 3166-1 "

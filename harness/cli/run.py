@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             raise CliError("--dry-run plans runs of real weights; --random-weights is not planned")
         print(format_plan(task, plan(
             task, variants, seeds or task.seeds, args.results,
-            fixed_new_tokens=args.fixed_new_tokens, force=args.force,
+            fixed_new_tokens=args.fixed_new_tokens, force=args.force, backend=args.backend,
         )))  # fmt: skip
         return 0
     country = check_carbon_country(args.carbon_country)
@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
             carbon_country=country,
             mode=RANDOM_WEIGHTS if args.random_weights else TRAINED,
             executor=executor,
+            backend=args.backend,
         )
     if executor.is_main:
         print(f"records under {args.results}/{task.task}/ ({time.perf_counter() - start:.1f} s)")

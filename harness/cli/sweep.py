@@ -74,6 +74,7 @@ def sweep(args: argparse.Namespace) -> int:
         progress=not args.no_progress and args.ray is None,
         max_retries=args.max_retries,
         memory_gib=args.memory_gib,
+        backend=args.backend,
     )
     start = time.perf_counter()
     print(

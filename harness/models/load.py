@@ -37,6 +37,18 @@ class LoadedVariant:
     )
 
     @property
+    def device_type(self) -> str:
+        """Where generation runs: "cpu" or "cuda"."""
+        return str(self.model.device.type)
+
+    @property
+    def device_label(self) -> str:
+        return str(self.model.device)
+
+    def close(self) -> None:
+        """Release what serves the model outside this process (nothing for transformers)."""
+
+    @property
     def manifest_sha256(self) -> str:
         return spec_hash(self.spec)
 

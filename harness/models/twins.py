@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,13 @@ TOKENIZER_CORPUS = (
     REPO_ROOT / "tasks/data/rocov2_sample/source/rocov2_test_sample/test_captions_first177.csv"
 )
 TOKENIZER_VOCAB = 1024  # before special tokens; the embedding is padded to a multiple of 64
+
+# Twin profiles. "embedded": the twins of the embedded benchmark. "vllm": twins vLLM can serve on
+# the CPU — head size 32 (its CPU attention kernels start at 32), weights saved under the Hub
+# checkpoints' names, and the final norm scaled up so that seeded sampling chooses among a few
+# likely tokens instead of drawing near-uniform noise.
+PROFILES = ("embedded", "vllm")
+VLLM_LOGIT_SCALE = 25.0
 
 
 def _corpus() -> list[str]:
@@ -53,42 +61,134 @@ def _train_tokenizer(family: Family) -> Any:
     return tok
 
 
-def twin_recipe(family: Family, seed: int) -> dict[str, Any]:
+def _head_size_32(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Half the heads of the embedded twins: head size 64 / 2 = 32 in both towers, query to KV
+    heads in the same ratio (Qwen2-VL's grouped attention stays grouped); untied output."""
+    cfg = json.loads(json.dumps(cfg))
+    text, vision = cfg["text_config"], cfg["vision_config"]
+    ratio = text["num_attention_heads"] // text["num_key_value_heads"]
+    text["num_attention_heads"] = text["hidden_size"] // 32
+    text["num_key_value_heads"] = max(text["num_attention_heads"] // ratio, 1)
+    rope = text.get("rope_parameters", {})
+    if "mrope_section" in rope:  # sums to head size / 2, in Qwen2-VL's 1:1.5:1.5 proportions
+        rope["mrope_section"] = [4, 6, 6]
+    if cfg.get("tie_word_embeddings"):
+        # A random model whose output layer is its input embedding repeats its last token (the
+        # token's own embedding dominates its logit); untied, as Qwen2-VL-7B is.
+        cfg["tie_word_embeddings"] = text["tie_word_embeddings"] = False
+    heads = "num_heads" if "num_heads" in vision else "num_attention_heads"
+    width = vision.get("embed_dim", vision.get("hidden_size"))
+    vision[heads] = width // 32
+    return cfg
+
+
+def _sharpen(model: Any, family: Family, scale: float) -> None:
+    """Scale the language model's final norm: logits sharp enough that seeded sampling makes
+    real choices. (Not the output layer: Qwen2-VL ties it to the input embeddings.)"""
+    import torch
+
+    with torch.no_grad():
+        model.get_submodule(f"{family.language_model}.norm").weight.mul_(scale)
+
+
+def _to_hub_layout(folder: Path) -> None:
+    """Rename saved weights to the Hub checkpoints' names where transformers 5 writes others.
+
+    LLaVA's vision tower is saved as `vision_tower.embeddings…`; llava-hf checkpoints (and vLLM's
+    loader) say `vision_tower.vision_model.embeddings…`. transformers loads both. Sharded
+    folders are renamed shard by shard, with their index.
+    """
+    from safetensors.torch import load_file, save_file
+
+    def hub(key: str) -> str:
+        if key.startswith("vision_tower.") and not key.startswith("vision_tower.vision_model."):
+            return "vision_tower.vision_model." + key.removeprefix("vision_tower.")
+        return key
+
+    for path in sorted(folder.glob("*.safetensors")):
+        tensors = load_file(path)
+        if any(hub(k) != k for k in tensors):
+            save_file({hub(k): v for k, v in tensors.items()}, path, metadata={"format": "pt"})
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        data = json.loads(index.read_text())
+        data["weight_map"] = {hub(k): v for k, v in data["weight_map"].items()}
+        index.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def hub_layout_copy(folder: Path, out: Path) -> Path:
+    """A copy of a model folder with its weights under the Hub checkpoints' names (for vLLM)."""
+    import shutil
+
+    if (out / "config.json").exists():
+        return out
+    with atomic_folder(out) as tmp:
+        for item in folder.iterdir():
+            if item.is_file():
+                shutil.copy2(item, tmp / item.name)
+        _to_hub_layout(tmp)
+    return out
+
+
+def twin_config(family: Family, ids: Mapping[str, int], vocab: int, profile: str) -> dict[str, Any]:
+    cfg = family.tiny_config(ids, vocab)
+    if profile == "vllm":
+        cfg = _head_size_32(cfg)
+    return cfg
+
+
+def twin_recipe(family: Family, seed: int, profile: str = "embedded") -> dict[str, Any]:
     import tokenizers
     import torch
     import transformers
 
-    return {
+    ids = {t: i for i, t in enumerate(family.special_tokens)}
+    recipe = {
         "family": family.name,
         "seed": seed,
         "special_tokens": list(family.special_tokens),
         "chat_template": family.chat_template,
-        "config": family.tiny_config({t: i for i, t in enumerate(family.special_tokens)}, 0),
+        "config": twin_config(family, ids, 0, profile),
         "corpus_sha256": hashlib.sha256(TOKENIZER_CORPUS.read_bytes()).hexdigest(),
         "vocab": TOKENIZER_VOCAB,
         "versions": [transformers.__version__, tokenizers.__version__, torch.__version__],
         "format": 1,
     }
+    if profile != "embedded":  # the embedded recipe (and its cache key) stays as it was
+        recipe |= {"profile": profile, "logit_scale": VLLM_LOGIT_SCALE, "scaled": "final norm"}
+    return recipe
 
 
-def twin_dir(family_name: str, seed: int = 0) -> Path:
+def _split(family_name: str, profile: str) -> tuple[str, str]:
+    """A manifest's `twin: llava@vllm` names the family and the profile together."""
+    name, _, tagged = family_name.partition("@")
+    return name, tagged or profile
+
+
+def twin_dir(family_name: str, seed: int = 0, profile: str = "embedded") -> Path:
+    family_name, profile = _split(family_name, profile)
     family = FAMILIES.get(family_name)
-    blob = json.dumps(twin_recipe(family, seed), sort_keys=True).encode()
-    return cache_dir() / "twins" / f"{family.name}-s{seed}-{hashlib.sha256(blob).hexdigest()[:12]}"
+    blob = json.dumps(twin_recipe(family, seed, profile), sort_keys=True).encode()
+    tag = "" if profile == "embedded" else f"-{profile}"
+    name = f"{family.name}{tag}-s{seed}-{hashlib.sha256(blob).hexdigest()[:12]}"
+    return cache_dir() / "twins" / name
 
 
-def build_twin(family_name: str, seed: int = 0) -> Path:
+def build_twin(family_name: str, seed: int = 0, profile: str = "embedded") -> Path:
     """Return the twin's model folder, building it first if this recipe was never built."""
-    out = twin_dir(family_name, seed)
+    family_name, profile = _split(family_name, profile)
+    if profile not in PROFILES:
+        raise ValueError(f"unknown twin profile {profile!r}; known: {', '.join(PROFILES)}")
+    out = twin_dir(family_name, seed, profile)
     if (out / "config.json").exists():
         return out
     from harness.spans import span
 
     with span("twin creation", family_name):
-        return _build_twin(family_name, seed, out)
+        return _build_twin(family_name, seed, out, profile)
 
 
-def _build_twin(family_name: str, seed: int, out: Path) -> Path:
+def _build_twin(family_name: str, seed: int, out: Path, profile: str = "embedded") -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForImageTextToText, PreTrainedTokenizerFast
 
@@ -108,7 +208,7 @@ def _build_twin(family_name: str, seed: int, out: Path) -> Path:
     )
     processor = family.tiny_processor(tokenizer, family.chat_template)
 
-    cfg_dict = family.tiny_config(ids, vocab)
+    cfg_dict = twin_config(family, ids, vocab, profile)
     model_type = cfg_dict.pop("model_type")
     config = AutoConfig.for_model(model_type, **cfg_dict)
     torch.manual_seed(seed)
@@ -119,10 +219,15 @@ def _build_twin(family_name: str, seed: int, out: Path) -> Path:
     if family.bos is not None:
         model.generation_config.bos_token_id = ids[family.bos]
 
+    if profile == "vllm":
+        _sharpen(model, family, VLLM_LOGIT_SCALE)
+
     with atomic_folder(out) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
+        if profile == "vllm":
+            _to_hub_layout(tmp)
         (tmp / "rocobench_twin.json").write_text(
-            json.dumps(twin_recipe(family, seed), indent=2, sort_keys=True) + "\n"
+            json.dumps(twin_recipe(family, seed, profile), indent=2, sort_keys=True) + "\n"
         )
     return out

@@ -75,9 +75,11 @@ def checkpoint_key(
     evalset: EvalSet,
     seed: int,
     fixed_new_tokens: int | None,
+    backend: str = "hf",
 ) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: anything that changes a caption."""
-    return {
+    engine = {} if backend == "hf" else {"backend": backend}  # hf keys stay as they were
+    return engine | {
         "task_sha256": spec_hash(task),
         "manifest_sha256": spec_hash(variant),
         "seed": seed,

@@ -75,16 +75,21 @@ def plan(
     *,
     fixed_new_tokens: int | None = None,
     force: bool = False,
+    backend: str = "hf",
 ) -> list[PlannedVariant]:
     planned = []
     for variant in variants:
         runs = []
         for seed in seeds:
-            folder = seed_dir(results, task.task, variant.id, seed, fixed_new_tokens)
+            folder = seed_dir(
+                results, task.task, variant.id, seed, fixed_new_tokens, backend=backend
+            )
             problem = (
                 "--force was given"
                 if force
-                else spec_reuse_problem(folder / RECORD_FILE, task, variant, fixed_new_tokens)
+                else spec_reuse_problem(
+                    folder / RECORD_FILE, task, variant, fixed_new_tokens, backend
+                )
             )
             runs.append(PlannedSeed(seed, folder, problem))
         name, where = base_status(variant)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.data.dataset import EvalSet
 from harness.metering import METERING_VERSION, Metering
@@ -28,6 +29,9 @@ from harness.spans import span
 from harness.specs.common import spec_hash
 from harness.specs.task import TaskSpec
 from harness.specs.variant import VariantSpec
+
+if TYPE_CHECKING:
+    from harness.pipeline.backends.vllm import VllmLoaded, WorkerMemory
 
 Log = Callable[[str], None]
 
@@ -52,9 +56,10 @@ def reuse_problem(
     variant: VariantSpec,
     evalset: EvalSet,
     fixed_new_tokens: int | None = None,
+    backend: str = "hf",
 ) -> str | None:
     """None if the record at `path` can be reused; otherwise why it must be recomputed."""
-    problem = spec_reuse_problem(path, task, variant, fixed_new_tokens)
+    problem = spec_reuse_problem(path, task, variant, fixed_new_tokens, backend)
     if problem is not None:
         return problem
     old = read_record(path)
@@ -64,7 +69,11 @@ def reuse_problem(
 
 
 def spec_reuse_problem(
-    path: Path, task: TaskSpec, variant: VariantSpec, fixed_new_tokens: int | None = None
+    path: Path,
+    task: TaskSpec,
+    variant: VariantSpec,
+    fixed_new_tokens: int | None = None,
+    backend: str = "hf",
 ) -> str | None:
     """`reuse_problem` without the data check: what a plan can tell before loading the data."""
     if not path.exists():
@@ -81,6 +90,8 @@ def spec_reuse_problem(
         return "the record predates the current metering"
     if old.measurements.fixed_new_tokens != fixed_new_tokens:
         return "the generation length mode changed"
+    if old.backend.name != backend:
+        return "the generation backend changed"
     return None
 
 
@@ -92,6 +103,7 @@ def _reuse_or_redo(
     force: bool,
     fixed_new_tokens: int | None,
     log: Log,
+    backend: str = "hf",
 ) -> tuple[list[Outcome], list[tuple[int, Path]]]:
     """(the seeds whose finished record is reused, the (seed, folder) pairs to run)."""
     reused: list[Outcome] = []
@@ -100,7 +112,7 @@ def _reuse_or_redo(
         problem = (
             "--force was given"
             if force
-            else reuse_problem(out / RECORD_FILE, task, variant, evalset, fixed_new_tokens)
+            else reuse_problem(out / RECORD_FILE, task, variant, evalset, fixed_new_tokens, backend)
         )
         if problem is None:
             log(f"reuse   {task.task} × {variant.id} seed {seed}: finished record is current")
@@ -139,6 +151,7 @@ def run_variant(
     carbon_country: str | None = None,
     mode: Mode = TRAINED,
     executor: Executor | None = None,
+    backend: str = "hf",
 ) -> list[Outcome]:
     """Run every seed of (task, variant); the model is loaded once, and only if needed.
 
@@ -147,9 +160,12 @@ def run_variant(
     ROCOBENCH_CARBON_COUNTRY environment variable, else USA). `mode`: `modes.RANDOM_WEIGHTS`
     times the base's published architecture with random weights on synthetic images, not
     scored, recorded in `seed-<n>[-fixed-<N>]-random/`. `executor`: one process (default) or
-    `harness.scale.distributed.DataParallel`.
+    `harness.scale.distributed.DataParallel`. `backend` "vllm": generation in a vLLM worker
+    (`harness.pipeline.backends.vllm`), recorded in `seed-<n>[…]-vllm/`.
     """
     executor = executor or SingleProcess()
+    if backend == "vllm":  # what vLLM cannot serve fails before the data, the lock or any build
+        _check_vllm(task, variant, mode, executor)
     if log is None:
         log = _stderr if executor.is_main else (lambda _: None)  # the other ranks would repeat
     quiet_libraries()
@@ -157,12 +173,14 @@ def run_variant(
         raise BuildError("--random-weights runs in a single process")
     evalset = mode.evalset(task, limit)
     folders = {
-        seed: seed_dir(results, task.task, variant.id, seed, fixed_new_tokens, mode.random_weights)
+        seed: seed_dir(
+            results, task.task, variant.id, seed, fixed_new_tokens, mode.random_weights, backend
+        )
         for seed in (task.seeds if seeds is None else seeds)
     }
     # the main process's view of the results folder decides for every process
     outcomes, todo = executor.decide(
-        _reuse_or_redo(task, variant, evalset, folders, force, fixed_new_tokens, log)
+        _reuse_or_redo(task, variant, evalset, folders, force, fixed_new_tokens, log, backend)
     )
     if not todo:
         return outcomes
@@ -170,18 +188,20 @@ def run_variant(
     with ExitStack() as locks:
         for _, out in todo:  # fail fast, before loading the model, if another run writes here
             locks.enter_context(executor.lock(out, force))
-        # codecarbon's hardware probe runs here, before and outside every timed phase
         with span("metering setup", variant.id):
-            metering = Metering.standard(
-                resolve_device(device), carbon_country, cuda_devices=executor.cuda_devices()
-            )
+            metering, worker_memory = _metering(device, carbon_country, executor, backend)
         with metering.phase("build") as build:  # the technique chain; ~0 s when already cached
             executor.build(lambda: mode.build(variant, device=device, progress=progress, log=log))
         with metering.phase("load") as load, span("variant load", variant.id):
-            loaded = mode.load(variant, device=device, progress=progress, log=lambda _: None)
+            if worker_memory is not None:
+                loaded = _start_vllm(task, variant, device, batch_size, fixed_new_tokens)
+                worker_memory.pid = loaded.worker_pid
+            else:
+                loaded = mode.load(variant, device=device, progress=progress, log=lambda _: None)
+        locks.callback(loaded.close)  # a vLLM worker stops with the run, whatever happens
         log(
             f"loaded  {variant.id} ({loaded.base}, {loaded.n_parameters / 1e6:.2f} M parameters, "
-            f"{loaded.dtype} on {loaded.model.device}) in {load.result.wall_s:.1f} s"
+            f"{loaded.dtype} on {loaded.device_label}) in {load.result.wall_s:.1f} s"
         )
         for seed, out in todo:
             run = SeedRun(
@@ -198,6 +218,7 @@ def run_variant(
                 fixed_new_tokens=fixed_new_tokens,
                 progress=progress,
                 log=log,
+                backend=backend,
             )
             record = run_seed(run)
             summary = ", ".join(f"{k} {v.value:.4f}" for k, v in record.metrics.items())
@@ -209,3 +230,49 @@ def run_variant(
             outcomes.append(Outcome(task.task, variant.id, seed, out / RECORD_FILE, reused=False))
         del loaded
     return outcomes
+
+
+def _check_vllm(task: TaskSpec, variant: VariantSpec, mode: Mode, executor: Executor) -> None:
+    from harness.pipeline.backends.vllm import VllmError, preflight
+
+    if mode.random_weights or executor.world_size > 1:
+        raise VllmError("--backend vllm runs trained weights in a single process")
+    preflight(variant, task.generation_kwargs)
+
+
+def _metering(
+    device: str, carbon_country: str | None, executor: Executor, backend: str
+) -> tuple[Metering, WorkerMemory | None]:
+    """The run's meters (codecarbon's hardware probe runs here, outside every timed phase);
+    with a vLLM worker, a meter of its memory too (the model lives there)."""
+    metering = Metering.standard(
+        resolve_device(device), carbon_country, cuda_devices=executor.cuda_devices()
+    )
+    if backend != "vllm":
+        return metering, None
+    from harness.pipeline.backends.vllm import WorkerMemory
+
+    worker_memory = WorkerMemory()
+    metering.meters.insert(0, worker_memory)  # closed last: its peak_rss_mib is recorded
+    return metering, worker_memory
+
+
+def _start_vllm(
+    task: TaskSpec,
+    variant: VariantSpec,
+    device: str,
+    batch_size: int | None,
+    fixed_new_tokens: int | None,
+) -> VllmLoaded:
+    """The vLLM worker serving the built variant (the load phase of `--backend vllm`)."""
+    from harness.pipeline.backends.vllm import load_vllm
+
+    return load_vllm(
+        variant,
+        device=device,
+        batch_size=batch_size or task.batch_size,
+        max_new_tokens=fixed_new_tokens or task.generation_kwargs.max_new_tokens,
+        gen=task.generation_kwargs,
+        image_size=task.preprocessing.image.size,
+        progress=False,
+    )

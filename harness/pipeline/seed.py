@@ -28,7 +28,14 @@ from harness.pipeline.executor import Executor, Generated, predictions_in_order
 from harness.pipeline.generate import Prediction, generate_all
 from harness.records.layout import PREDICTIONS_FILE, SAMPLES_FILE
 from harness.records.provenance import provenance
-from harness.records.record import DatasetRef, MetricValue, ModelRef, PhaseFigures, RunRecord
+from harness.records.record import (
+    BackendRef,
+    DatasetRef,
+    MetricValue,
+    ModelRef,
+    PhaseFigures,
+    RunRecord,
+)
 from harness.records.rows import SampleRow
 from harness.records.store import write_jsonl, write_record
 from harness.spans import span
@@ -56,6 +63,7 @@ class SeedRun:
     fixed_new_tokens: int | None = None
     progress: bool = True
     log: Log = print
+    backend: str = "hf"  # or "vllm": `loaded` is then served by a vLLM worker
 
     @property
     def label(self) -> str:
@@ -95,7 +103,9 @@ def generate(run: SeedRun) -> Generated:
     each finished batch to its checkpoint."""
     from tqdm.auto import tqdm
 
-    key = checkpoint_key(run.task, run.loaded.spec, run.evalset, run.seed, run.fixed_new_tokens)
+    key = checkpoint_key(
+        run.task, run.loaded.spec, run.evalset, run.seed, run.fixed_new_tokens, run.backend
+    )
     done, todo = run.executor.split(run.out_dir, key, run.evalset)
     bar = tqdm(
         total=len(done) + len(todo),
@@ -121,20 +131,36 @@ def generate(run: SeedRun) -> Generated:
             append_batch(checkpoint, preds, run.clean)
             bar.update(len(preds))
 
-        fresh = generate_all(
-            run.loaded.model,
-            run.loaded.processor,
-            run.loaded.family,
-            todo,
-            run.task.doc_to_text,
-            run.task.generation_kwargs,
-            run.seed,
-            run.batch_size,
-            run.task.preprocessing.image,
-            on_batch=on_batch,
-            fixed_new_tokens=run.fixed_new_tokens,
-            timings=timings,
-        )
+        if run.backend == "vllm":
+            from harness.pipeline.backends import vllm
+
+            fresh = vllm.generate_all(
+                run.loaded,  # type: ignore[arg-type]
+                todo,
+                run.task.doc_to_text,
+                run.task.generation_kwargs,
+                run.seed,
+                run.batch_size,
+                run.task.preprocessing.image,
+                on_batch=on_batch,
+                fixed_new_tokens=run.fixed_new_tokens,
+                timings=timings,
+            )
+        else:
+            fresh = generate_all(
+                run.loaded.model,
+                run.loaded.processor,
+                run.loaded.family,
+                todo,
+                run.task.doc_to_text,
+                run.task.generation_kwargs,
+                run.seed,
+                run.batch_size,
+                run.task.preprocessing.image,
+                on_batch=on_batch,
+                fixed_new_tokens=run.fixed_new_tokens,
+                timings=timings,
+            )
     bar.close()
     return Generated(done, fresh, timings, phase.result)
 
@@ -254,6 +280,18 @@ def make_record(
             size_bytes=loaded.size_bytes,
             random_weights=loaded.random_weights,
         ),
-        provenance=provenance(str(loaded.model.device.type)),
+        provenance=provenance(loaded.device_type),
         errors=errors,
+        backend=backend_ref(run),
     )
+
+
+def backend_ref(run: SeedRun) -> BackendRef:
+    """The engine of the run, its version and settings."""
+    if run.backend == "vllm":
+        from harness.pipeline.backends.vllm import backend_ref as vllm_ref
+
+        return BackendRef.model_validate(vllm_ref(run.loaded))  # type: ignore[arg-type]
+    import transformers
+
+    return BackendRef(name="hf", version=transformers.__version__)

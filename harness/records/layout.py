@@ -1,4 +1,5 @@
-"""Where a run's files live: `<results>/<task>/<variant>/seed-<n>[-fixed-<N>][-random]/`."""
+"""Where a run's files live:
+`<results>/<task>/<variant>/seed-<n>[-fixed-<N>][-random][-<backend>]/`."""
 
 from __future__ import annotations
 
@@ -15,10 +16,16 @@ def run_dir(results: Path, task: str, variant: str, seed: int) -> Path:
 
 
 def seed_dir(
-    results: Path, task: str, variant: str, seed: int, fixed: int | None, random: bool = False
+    results: Path,
+    task: str,
+    variant: str,
+    seed: int,
+    fixed: int | None,
+    random: bool = False,
+    backend: str = "hf",
 ) -> Path:
-    """Where a run's files go; fixed-length and random-weight runs beside, never over, the
-    natural-length ones with real weights."""
+    """Where a run's files go; fixed-length, random-weight and other-backend runs beside, never
+    over, the natural-length transformers ones with real weights."""
     out = run_dir(results, task, variant, seed)
     name = out.name + ("" if fixed is None else f"-fixed-{fixed}") + ("-random" if random else "")
-    return out.with_name(name)
+    return out.with_name(name + ("" if backend == "hf" else f"-{backend}"))

@@ -169,6 +169,15 @@ class Measurements(_Model):
     ranks: list[RankFigures] = Field(default_factory=list)
 
 
+class BackendRef(_Model):
+    """The engine that generated the captions. Runs of different backends are distinct runs
+    (their own seed folders, their own leaderboard rows), never averaged together."""
+
+    name: Literal["hf", "vllm"] = "hf"  # transformers `generate` in-process, or a vLLM worker
+    version: str | None = None  # of transformers or vLLM
+    settings: dict[str, Any] = Field(default_factory=dict)  # engine arguments and switches
+
+
 class RunRecord(_Model):
     schema_version: Literal[1] = SCHEMA_VERSION
     task: str
@@ -194,6 +203,7 @@ class RunRecord(_Model):
     # Samples whose image could not be loaded, as {"id": ..., "error": ...}: each is scored with
     # an empty prediction (kept in, not dropped, so a broken image cannot inflate a score).
     errors: list[dict[str, str]] = Field(default_factory=list)
+    backend: BackendRef = Field(default_factory=BackendRef)  # records before it: transformers
 
     @property
     def run_key(self) -> tuple[str, str, int]:

@@ -58,6 +58,7 @@ class SweepOptions:
     progress: bool = False  # per-image bars inside each run
     max_retries: int = 2
     memory_gib: float = 4.0
+    backend: str = "hf"  # or "vllm": generation in a vLLM worker
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,9 @@ def run_seeds(
     results = _scratch(location) if remote else storage.local_path(location)
 
     def rel(seed: int) -> str:
-        return seed_dir(Path(), task.task, variant.id, seed, options.fixed_new_tokens).as_posix()
+        return seed_dir(
+            Path(), task.task, variant.id, seed, options.fixed_new_tokens, backend=options.backend
+        ).as_posix()
 
     if remote:  # the location's records decide reuse, as a folder's would
         for seed in options.seeds:
@@ -131,6 +134,7 @@ def run_seeds(
         progress=options.progress,
         fixed_new_tokens=options.fixed_new_tokens,
         carbon_country=options.carbon_country,
+        backend=options.backend,
     )
     done = []
     for o in outcomes:

@@ -1,0 +1,1 @@
+"""Generation backends: transformers in this process (harness.generate), vLLM in a worker."""
