@@ -1,5 +1,5 @@
 """Transformers against vLLM: the same images, prompts and fixed caption length through each
-backend of the harness (`harness.generate.generate_all`, `harness.pipeline.backends.vllm`).
+backend of the harness (`harness.pipeline.generate.generate_all`, `harness.pipeline.backends.vllm`).
 
 Per backend it prints images/s, new tokens/s, time to first token (median over images: its
 batch's prefill), ms per decode step, and peak memory; then the ratio vLLM / transformers of
@@ -11,7 +11,7 @@ harness's per-sample seeds.
   head size 32) of each family in `--families`. Memory is resident memory: this process with
   the model for transformers, this process plus the worker's process tree for vLLM.
 - Without `--tiny` on a GPU: the published architecture of `--model` with random weights
-  (`harness.random_weights`, nothing downloaded), bf16. Memory is NVML's used memory of the
+  (`harness.models.random_weights`, nothing downloaded), bf16. Memory is NVML's used memory of the
   whole device (vLLM reserves `--gpu-memory-utilization` of it up front for its KV cache, so
   compare its figure with that in mind) and torch's peak allocation for transformers.
 

@@ -1,1 +1,2 @@
-"""Generation backends: transformers in this process (harness.generate), vLLM in a worker."""
+"""Generation backends: transformers in this process (`harness.pipeline.generate`), vLLM in a
+worker process (`vllm`)."""

@@ -257,7 +257,7 @@ def generate_all(
     fixed_new_tokens: int | None = None,
     timings: list[BatchTiming] | None = None,
 ) -> list[Prediction]:
-    """`harness.generate.generate_all` through the worker: same seeds, prompts and pixels."""
+    """`harness.pipeline.generate.generate_all` through the worker: same seeds, prompts, pixels."""
     from harness.models.inputs import build_prompt
 
     assert loaded.worker is not None
