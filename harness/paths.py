@@ -14,4 +14,5 @@ SUITES_DIR = TASKS_DIR / "suites"
 def cache_dir() -> Path:
     """Built models and other reusable artefacts: $ROCOBENCH_CACHE or ~/.cache/rocobench."""
     env = os.environ.get("ROCOBENCH_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "rocobench"
+    # absolute: folders under it are handed to loaders, which read a relative name as a Hub id
+    return Path(env).absolute() if env else Path.home() / ".cache" / "rocobench"

@@ -32,6 +32,7 @@ from harness.records.record import RunRecord
 from harness.records.store import atomic_writer, write_json
 from leaderboard.plots import Point, pareto_svg
 from leaderboard.samples import SampleSet, make_thumbnails, read_samples
+from leaderboard.swap import new_site
 from leaderboard.view import (
     DECIMALS,
     EFFICIENCY_BY_KEY,
@@ -535,10 +536,16 @@ def render_site(
         )
 
 
-def _render(site: Site, site_dir: Path, max_samples: int, images: bool) -> Path:
+def _render(site: Site, final: Path, max_samples: int, images: bool) -> Path:
+    """Render into a fresh folder beside `final` and swap it in (`leaderboard.swap`)."""
+    with new_site(final) as site_dir:
+        _render_into(site, site_dir, max_samples, images)
+    return final / "index.html"
+
+
+def _render_into(site: Site, site_dir: Path, max_samples: int, images: bool) -> None:
+    """Write the whole site into a fresh folder (the previous site's thumbnails are in it)."""
     assets = Assets.load()
-    # Render every page before writing one, so a failure leaves the previous site intact
-    # (thumbnails excepted: they are content-addressed, so extra ones never mislead).
     pages = variant_pages(site, site_dir, max_samples, images)
     outputs: dict[Path, str] = {site_dir / "index.html": render_html(site, assets)}
     for page in pages:
@@ -561,4 +568,3 @@ def _render(site: Site, site_dir: Path, max_samples: int, images: bool) -> Path:
         for url in page.thumbs.values()
     }
     _prune(site_dir / "thumbs", thumbs, ".jpg")
-    return site_dir / "index.html"

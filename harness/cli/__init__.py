@@ -6,9 +6,11 @@ A subcommand module has `register(subparsers)`; add it to SUBCOMMANDS to expose 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from harness import __version__
 from harness.cli import (
@@ -33,7 +35,13 @@ from harness.cli import (
     verify,
 )
 from harness.cli.common import EXIT_SPEC, CliError
-from harness.specs.yamlio import SpecError
+from harness.specs.yamlio import SpecError, has_credentials
+
+# errnos that are the environment's doing, reported as one line rather than a traceback
+IO_ERRNOS = frozenset(
+    {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOTDIR}
+    | {errno.EISDIR, errno.EMFILE, errno.ENFILE, errno.EFBIG}
+)
 
 SUBCOMMANDS = (
     run,
@@ -58,8 +66,15 @@ SUBCOMMANDS = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (`rocobench run: --limit: …`), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_SPEC, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="rocobench",
         description=(
             "Benchmark compressed vision-language models on radiology image captioning "
@@ -76,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(has_credentials(a) for a in argv):
+        # never echoed: the line may end up in logs, CI output or an issue
+        print(
+            "rocobench: an argument holds a URL with credentials (not shown); give tokens "
+            "through the environment (HF_TOKEN, the storage's own variables), not in addresses",
+            file=sys.stderr,
+        )
+        return EXIT_SPEC
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
@@ -85,6 +109,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_SPEC
     except CliError as err:
         print(f"rocobench: {err}", file=sys.stderr)
+        return err.code
+    except OSError as err:
+        if err.errno not in IO_ERRNOS:
+            raise
+        # a read-only folder, a full disk, a missing permission: the path and the reason
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"rocobench: {where}{err.strerror or err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("rocobench: interrupted; finished records are kept", file=sys.stderr)

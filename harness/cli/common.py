@@ -3,23 +3,46 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 from pathlib import Path
+
+from harness.specs.limits import MAX_BATCH, MAX_LIMIT, MAX_NEW_TOKENS, MAX_SEED, MAX_SEEDS
 
 EXIT_SPEC = 2  # a spec (YAML) problem
 EMBEDDED_SUITE = "embedded"
 
 
 class CliError(RuntimeError):
-    """A user-facing failure: printed as one line, exit 1."""
+    """A user-facing failure: printed as one line, exit `code` (1; 2 for bad input)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def parse_seeds(text: str | None) -> list[int] | None:
+    """`--seeds 0,1,2`: distinct integers in the seed range; None when the option is absent."""
+    from harness.specs.yamlio import shown
+
     if text is None:
         return None
+    parts = [s.strip() for s in text.split(",")]
     try:
-        return [int(s) for s in text.split(",") if s.strip()]
+        seeds = [int(s) for s in parts]
     except ValueError:
-        raise CliError(f"--seeds: expected comma-separated integers, got {text!r}") from None
+        raise CliError(
+            f"--seeds: expected comma-separated integers such as 0,1,2, got {shown(text)}",
+            EXIT_SPEC,
+        ) from None
+    if not seeds or len(seeds) > MAX_SEEDS:
+        raise CliError(f"--seeds: give 1 to {MAX_SEEDS} seeds", EXIT_SPEC)
+    if any(not 0 <= s <= MAX_SEED for s in seeds):
+        raise CliError(f"--seeds: each seed must be in 0..{MAX_SEED}", EXIT_SPEC)
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise CliError(f"--seeds: {', '.join(map(str, repeated))} given more than once", EXIT_SPEC)
+    return seeds
 
 
 def add_run_options(p: argparse.ArgumentParser, *, uri: bool = False) -> None:
@@ -47,10 +70,11 @@ def add_run_options(p: argparse.ArgumentParser, *, uri: bool = False) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument(
         "--fixed-new-tokens",
-        type=positive_int,
+        type=bounded_int(1, MAX_NEW_TOKENS),
         metavar="N",
         help="generate exactly N new tokens per image, EOS ignored: speed comparisons "
-        "independent of caption length (recorded in seed-<n>-fixed-<N>/; default: real lengths)",
+        "independent of caption length (recorded in seed-<n>-fixed-<N>/; default: real lengths), "
+        "e.g. --fixed-new-tokens 128",
     )
     p.add_argument(
         "--backend",
@@ -67,14 +91,61 @@ def add_run_options(p: argparse.ArgumentParser, *, uri: bool = False) -> None:
     )
 
 
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high]; argparse turns the error into exit 2."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer in {low}..{high}, got {text[:40]!r}"
+            ) from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer in {low}..{high}, got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def bounded_float(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a finite number in (low, high]."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and low < value <= high):
+            raise argparse.ArgumentTypeError(
+                f"expected a number above {low:g} and at most {high:g}, got {text[:40]!r}"
+            )
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+    """An integer of at least 1 (no upper bound beyond the machine's)."""
+    return bounded_int(1, 2**63 - 1)(text)
+
+
+def add_batch_and_limit(p: argparse.ArgumentParser) -> None:
+    """--batch-size and --limit, bounded like the task fields they override."""
+    p.add_argument(
+        "--batch-size",
+        type=bounded_int(1, MAX_BATCH),
+        metavar="N",
+        help=f"images per batch, 1..{MAX_BATCH} (default: the task's), e.g. --batch-size 4",
+    )
+    p.add_argument(
+        "--limit",
+        type=bounded_int(1, MAX_LIMIT),
+        metavar="N",
+        help="evaluate only the first N images (default: all), e.g. --limit 20",
+    )
 
 
 def check_carbon_country(value: str | None) -> str:

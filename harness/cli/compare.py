@@ -8,7 +8,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from harness.analysis.compare import CompareError, compare_runs, load_run, seeds_of
-from harness.cli.common import CliError, parse_seeds
+from harness.cli.common import CliError, bounded_int, parse_seeds
+from harness.specs.limits import MAX_RESAMPLES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("b", metavar="B", help="variant compared with A")
     p.add_argument("--metrics", help="comma-separated metrics (default: all both runs have)")
     p.add_argument("--seeds", help="comma-separated seeds (default: all both variants have)")
-    p.add_argument("--resamples", type=int, default=None, help="bootstrap resamples (1000)")
+    p.add_argument(
+        "--resamples",
+        type=bounded_int(1, MAX_RESAMPLES),
+        default=None,
+        help="bootstrap resamples (default 1000), e.g. --resamples 2000",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON list of rows")
     p.set_defaults(func=compare)
 
@@ -49,8 +55,6 @@ def compare(args: argparse.Namespace) -> int:
     metrics = None
     if args.metrics:
         metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    if args.resamples is not None and args.resamples < 1:
-        raise CliError("--resamples must be at least 1")
     try:
         runs_a = {s: load_run(results, task, args.a, s) for s in seeds}
         runs_b = {s: load_run(results, task, args.b, s) for s in seeds}

@@ -6,11 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.cli.common import CliError
+from harness.cli.common import CliError, bounded_int
+from harness.specs.limits import MAX_SAMPLES_SHOWN
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("render", help="render the static leaderboard from records")
+    p = sub.add_parser(
+        "render",
+        help="render the static leaderboard from records",
+        description="Render the static leaderboard from records only. The new site is written "
+        "beside the old one and swapped in at once. Example: rocobench render results -o site",
+    )
     p.add_argument(
         "sources",
         nargs="+",
@@ -23,10 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--samples",
-        type=int,
+        type=bounded_int(0, MAX_SAMPLES_SHOWN),
         default=None,
         metavar="N",
-        help="samples per seed in each variant page's sample browser (default: 200; 0: none)",
+        help="samples per seed in each variant page's sample browser (default: 200; 0: none), "
+        "e.g. --samples 50",
     )
     p.add_argument(
         "--no-images",

@@ -7,6 +7,7 @@ import time
 
 from harness.cli.common import (
     CliError,
+    add_batch_and_limit,
     add_run_options,
     check_carbon_country,
     parse_seeds,
@@ -38,9 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="print the plan (variants, task, seeds; what is built, cached or finished) and exit",
     )
-    p.add_argument("--seeds", help="comma-separated seeds (default: the suite's, else the task's)")
-    p.add_argument("--batch-size", type=int, help="images per batch (default: the task's)")
-    p.add_argument("--limit", type=int, help="evaluate only the first N images")
+    p.add_argument(
+        "--seeds",
+        help="comma-separated distinct seeds (default: the suite's, else the task's), "
+        "e.g. --seeds 0,1,2",
+    )
+    add_batch_and_limit(p)
     p.add_argument(
         "--random-weights",
         action="store_true",
@@ -59,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
             raise CliError("--suite names the task and variants: give it without --task/--variant")
         suite = catalog.suite(args.suite)
         task, variants = suite.task, list(suite.variants)
-        seeds = parse_seeds(args.seeds) or list(suite.seeds)
+        seeds = parse_seeds(args.seeds) or list(suite.seeds)  # None: not given
     elif args.task and args.variant:
         task = catalog.task(args.task)
         variants = [catalog.variant(v) for v in args.variant]  # all validated before any work

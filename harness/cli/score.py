@@ -18,7 +18,8 @@ from harness.analysis.score import (
     read_pairs,
     score_pairs,
 )
-from harness.cli.common import EXIT_SPEC, CliError
+from harness.cli.common import EXIT_SPEC, CliError, bounded_int
+from harness.specs.limits import MAX_RESAMPLES
 
 if TYPE_CHECKING:
     from harness.metrics import MetricScore
@@ -65,9 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object: metric -> value")
     p.add_argument(
         "--resamples",
-        type=int,
+        type=bounded_int(0, MAX_RESAMPLES),
         default=None,
-        help="bootstrap resamples for the intervals (default 1000; 0: none)",
+        help="bootstrap resamples for the intervals (default 1000; 0: none), e.g. --resamples 0",
     )
     p.set_defaults(func=score)
 

@@ -8,10 +8,12 @@ import time
 
 from harness.cli.common import (
     CliError,
+    add_batch_and_limit,
     add_run_options,
+    bounded_float,
+    bounded_int,
     check_carbon_country,
     parse_seeds,
-    positive_int,
 )
 from harness.specs import catalog
 
@@ -31,23 +33,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run on the Ray cluster at ADDRESS (`auto`: the one `ray start` joined here; "
         "`local`: start one on this machine); needs the `ray` extra",
     )
-    p.add_argument("--seeds", help="comma-separated seeds (default: the suite's)")
-    p.add_argument("--batch-size", type=positive_int, help="images per batch (default: the task's)")
-    p.add_argument("--limit", type=positive_int, help="evaluate only the first N images")
+    p.add_argument("--seeds", help="comma-separated distinct seeds (default: the suite's)")
+    add_batch_and_limit(p)
     p.add_argument(
         "--max-retries",
-        type=int,
+        type=bounded_int(0, 100),
         default=2,
         metavar="N",
-        help="Ray: run a failed task (an error or a lost worker) again up to N times (default 2)",
+        help="Ray: run a failed task (an error or a lost worker) again up to N times, 0..100 "
+        "(default 2), e.g. --max-retries 0",
     )
     p.add_argument(
         "--memory-gib",
-        type=float,
+        type=bounded_float(0, 65536),
         default=4.0,
         metavar="GIB",
         help="Ray: host memory each task reserves, which bounds how many share a machine "
-        "(default 4; raise it for the 7B-11B models)",
+        "(default 4; raise it for the 7B-11B models), e.g. --memory-gib 32",
     )
     add_run_options(p, uri=True)
     p.set_defaults(func=sweep)
@@ -61,8 +63,6 @@ def sweep(args: argparse.Namespace) -> int:
         raise CliError("sweep starts its own tasks: run it once, not under torchrun")
     suite = catalog.suite(args.suite)
     seeds = parse_seeds(args.seeds) or list(suite.seeds)
-    if args.max_retries < 0:
-        raise CliError("--max-retries: expected 0 or more")
     options = SweepOptions(
         seeds=tuple(seeds),
         device=args.device,

@@ -17,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="check variant manifests or task files",
         description="Validate specs offline: one line per problem (file:line: field: message), "
         "exit 2 when any is invalid, 0 when all are valid. Files in tasks/ are read as tasks. "
-        "Variant manifests are held to the submission rules (CONTRIBUTING.md) unless "
-        "--schema-only is given.",
+        "Variant manifests are held to the schema and the submission rules (CONTRIBUTING.md, "
+        "docs/security.md), both reported in one pass, unless --schema-only is given. "
+        "Example: rocobench validate variants/my-variant.yaml",
     )
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--task", action="store_true", help="treat every file as a task spec")

@@ -81,6 +81,11 @@ def load_split(task: TaskSpec, split: str | None = None, limit: int | None = Non
     else:
         path, revision = task.dataset_path, task.dataset_kwargs.revision
         shown = path
+        if Path(path).exists():  # `datasets` would load the folder in place of the Hub dataset
+            raise DatasetError(
+                f"{task.source}: dataset_path: {path!r} is a Hub id, but a folder of that name "
+                f"exists in {Path.cwd()}; write a local folder as ./{path}"
+            )
     try:
         rows = datasets.load_dataset(
             path,

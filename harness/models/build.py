@@ -24,7 +24,7 @@ from typing import Any
 from harness.models.determinism import build_lock, deterministic
 from harness.models.device import dtype_for, resolve_device
 from harness.models.families import family_for_model_type
-from harness.models.sources import BuildError, base_location
+from harness.models.sources import BuildError, base_location, resolve
 from harness.paths import cache_dir
 from harness.spans import span, within
 from harness.specs import catalog
@@ -198,11 +198,12 @@ def _build(
     if folder.exists():
         shutil.rmtree(folder)  # a rebuild, or a build that died half-way: start clean
     folder.mkdir(parents=True)
-    config = AutoConfig.from_pretrained(base_state.location, revision=base_state.revision)
+    base_folder = resolve(base_state.location, base_state.revision)  # a Hub id: its cache copy
+    config = AutoConfig.from_pretrained(base_folder)
     ctx = BuildContext(
         state=base_state,
         family=family_for_model_type(config.model_type),
-        processor=AutoProcessor.from_pretrained(base_state.location, revision=base_state.revision),
+        processor=AutoProcessor.from_pretrained(base_folder),
         workdir=folder,
         device=device,
         dtype=dtype_for(spec.base.dtype, device),

@@ -10,7 +10,7 @@ from typing import Any
 from harness.models.build import BuiltVariant, ensure_built
 from harness.models.device import dtype_for, resolve_device
 from harness.models.families import Family, family_for_model_type
-from harness.models.sources import BuildError, base_location
+from harness.models.sources import BuildError, base_location, resolve
 from harness.specs.common import spec_hash
 from harness.specs.variant import VariantSpec
 from harness.techniques.context import load_model
@@ -79,9 +79,10 @@ def load_variant(
     try:
         built = ensure_built(spec, device=device, progress=progress, log=log)
         state = built.state
-        config = AutoConfig.from_pretrained(state.location, revision=state.revision)
+        folder = resolve(state.location, state.revision)  # a Hub id: its cache copy
+        config = AutoConfig.from_pretrained(folder)
         family = family_for_model_type(config.model_type)
-        processor = AutoProcessor.from_pretrained(state.location, revision=state.revision)
+        processor = AutoProcessor.from_pretrained(folder)
         model = load_model(state, dtype=dtype, device=device)
     except OSError as err:
         reason = " ".join(str(err).split())  # one line: transformers' messages span several

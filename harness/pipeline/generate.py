@@ -29,6 +29,7 @@ from PIL import Image
 from harness.metering.clock import BatchClock, BatchTiming
 from harness.models.families import Family
 from harness.models.inputs import build_prompt, preprocess_image
+from harness.records.store import stable_error
 from harness.specs.task import GenerationKwargs, ImagePreprocessing
 
 GUMBEL_EPS = 1e-20
@@ -257,7 +258,7 @@ def generate_all(
             try:
                 good.append((sample_id, preprocess_image(load(), image_spec)))
             except Exception as err:  # a corrupt or missing image: that sample only
-                failed[sample_id] = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+                failed[sample_id] = stable_error(err)
         made: dict[str, Prediction] = {}
         if good:
             preds = generate_batch(

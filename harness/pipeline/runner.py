@@ -135,6 +135,21 @@ def quiet_libraries() -> None:
     datasets.logging.set_verbosity_error()
 
 
+def _check_options(seeds: Sequence[int] | None, batch_size: int | None, limit: int | None) -> None:
+    """The command line checks these too; callers of the API get the same refusals."""
+    from harness.specs.limits import MAX_BATCH, MAX_LIMIT, MAX_SEED
+
+    if seeds is not None:
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError("seeds: give a non-empty list of distinct seeds")
+        if any(not 0 <= s <= MAX_SEED for s in seeds):
+            raise ValueError(f"seeds: each seed must be in 0..{MAX_SEED}")
+    if batch_size is not None and not 1 <= batch_size <= MAX_BATCH:
+        raise ValueError(f"batch_size: expected 1..{MAX_BATCH}, got {batch_size}")
+    if limit is not None and not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit: expected 1..{MAX_LIMIT}, got {limit}")
+
+
 def run_variant(
     task: TaskSpec,
     variant: VariantSpec,
@@ -163,6 +178,7 @@ def run_variant(
     `harness.scale.distributed.DataParallel`. `backend` "vllm": generation in a vLLM worker
     (`harness.pipeline.backends.vllm`), recorded in `seed-<n>[…]-vllm/`.
     """
+    _check_options(seeds, batch_size, limit)  # before anything is loaded or written
     executor = executor or SingleProcess()
     if backend == "vllm":  # what vLLM cannot serve fails before the data, the lock or any build
         _check_vllm(task, variant, mode, executor)

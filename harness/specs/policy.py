@@ -28,7 +28,7 @@ import yaml
 
 from harness.paths import TASKS_DIR, VARIANTS_DIR
 from harness.specs.common import COMMIT, SAFE_ID
-from harness.specs.variant import VariantSpec, load_variant
+from harness.specs.variant import load_variant
 from harness.specs.yamlio import SpecError, _field, _locate, load_yaml
 
 # Models whose own code may run (`base.trust_remote_code: true`), one Hub id per entry. Kept
@@ -103,13 +103,23 @@ def check_manifests(paths: Sequence[Path], *, rules: bool = True) -> list[str]:
     known = frozenset(p.stem for p in VARIANTS_DIR.glob("*.yaml")) | {p.stem for p in paths}
     problems: list[str] = []
     for path in paths:
+        # schema and rules in one pass: a submitter sees every problem at once
+        schema: list[str] = []
         try:
-            spec: VariantSpec = load_variant(path)
+            load_variant(path)
         except SpecError as err:
-            problems += err.problems
+            schema = err.problems
+        problems += schema
+        if not rules:
             continue
-        if rules:
+        try:
             data, node = load_yaml(path)
-            problems += rule_problems(path, data, node, frozenset(known))
-            del spec
+        except SpecError:
+            continue  # unreadable or not YAML: the schema pass said so
+        flagged = {p.split(": ", 1)[0] for p in schema}  # `file:line` already reported
+        problems += [
+            p
+            for p in rule_problems(path, data, node, frozenset(known))
+            if p.split(": ", 1)[0] not in flagged
+        ]
     return problems

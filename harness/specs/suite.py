@@ -13,7 +13,8 @@ from pathlib import Path
 from pydantic import Field, ValidationInfo, field_validator
 
 from harness.paths import SUITES_DIR, TASKS_DIR, VARIANTS_DIR
-from harness.specs.common import SAFE_ID, Frozen
+from harness.specs.common import SAFE_ID, Frozen, Seed
+from harness.specs.limits import MAX_SEEDS
 from harness.specs.task import TaskSpec
 from harness.specs.variant import VariantSpec
 from harness.specs.yamlio import SpecError, load_spec
@@ -32,10 +33,10 @@ def _known(kind: str, folder: Path, name: str) -> str:
 
 class SuiteSpec(Frozen):
     suite: str = Field(pattern=SAFE_ID)
-    description: str = ""
+    description: str = Field("", max_length=2000)
     task: str = Field(pattern=SAFE_ID)
-    variants: tuple[str, ...] = Field(min_length=1)
-    seeds: tuple[int, ...] | None = None  # None: the task's seeds
+    variants: tuple[str, ...] = Field(min_length=1, max_length=1000)
+    seeds: tuple[Seed, ...] | None = Field(None, max_length=MAX_SEEDS)  # None: the task's
 
     @field_validator("task")
     @classmethod

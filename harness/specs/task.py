@@ -12,7 +12,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from harness.registry import METRICS
-from harness.specs.common import COMMIT, SAFE_ID, Frozen
+from harness.specs.common import COMMIT, SAFE_ID, Frozen, Seed
+from harness.specs.limits import MAX_BATCH, MAX_LIMIT, MAX_NEW_TOKENS, MAX_SEEDS
+from harness.specs.refs import check_ref, is_local
 from harness.specs.yamlio import load_spec
 
 
@@ -61,15 +63,21 @@ class GenerationKwargs(Frozen):
     """Every sampling parameter, pinned: instruct models ship generation configs that leak."""
 
     do_sample: bool = True
-    temperature: float = Field(0.7, gt=0)
+    temperature: float = Field(0.7, gt=0, le=100)
     top_p: float = Field(1.0, gt=0, le=1)
-    top_k: int = Field(0, ge=0)  # 0 = no top-k filtering
-    repetition_penalty: float = Field(1.0, gt=0)
-    no_repeat_ngram_size: int = Field(0, ge=0)
+    top_k: int = Field(0, ge=0, le=1_000_000)  # 0 = no top-k filtering
+    repetition_penalty: float = Field(1.0, gt=0, le=100)
+    no_repeat_ngram_size: int = Field(0, ge=0, le=MAX_NEW_TOKENS)
     num_beams: Literal[1] = 1
-    max_new_tokens: int = Field(128, gt=0, le=4096)
-    min_new_tokens: int = Field(0, ge=0)
+    max_new_tokens: int = Field(128, gt=0, le=MAX_NEW_TOKENS)
+    min_new_tokens: int = Field(0, ge=0, le=MAX_NEW_TOKENS)
     pad_token: Literal["eos"] = "eos"
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> GenerationKwargs:
+        if self.min_new_tokens > self.max_new_tokens:
+            raise ValueError("min_new_tokens must not exceed max_new_tokens")
+        return self
 
 
 class DatasetKwargs(Frozen):
@@ -100,9 +108,9 @@ class MetricRequest(Frozen):
 
 
 class TaskMetadata(Frozen):
-    version: str | int | float
-    description: str = ""
-    citation: str = ""
+    version: Annotated[str, Field(max_length=64)] | Annotated[int, Field(ge=0, le=10**9)] | float
+    description: str = Field("", max_length=10_000)
+    citation: str = Field("", max_length=10_000)
 
 
 class TaskSpec(Frozen):
@@ -113,7 +121,7 @@ class TaskSpec(Frozen):
     test_split: str
     training_split: str | None = None
     validation_split: str | None = None
-    limit: int | None = Field(None, gt=0)
+    limit: int | None = Field(None, gt=0, le=MAX_LIMIT)
     doc_to_id: str = "image_id"
     doc_to_image: str = "image"
     doc_to_text: str = Field(min_length=1)
@@ -124,12 +132,17 @@ class TaskSpec(Frozen):
     preprocessing: Preprocessing = Preprocessing()
     generation_kwargs: GenerationKwargs = GenerationKwargs()
     metric_list: tuple[MetricRequest, ...] = Field(min_length=1)
-    seeds: tuple[int, ...] = Field((0, 1, 2), min_length=1)
-    batch_size: int = Field(8, gt=0, le=1024)
+    seeds: tuple[Seed, ...] = Field((0, 1, 2), min_length=1, max_length=MAX_SEEDS)
+    batch_size: int = Field(8, gt=0, le=MAX_BATCH)
     metadata: TaskMetadata
 
     # Where the spec was read from; excluded from hashes so a moved file is the same task.
     source: Path | None = Field(None, exclude=True)
+
+    @field_validator("dataset_path")
+    @classmethod
+    def _dataset_reference(cls, v: str) -> str:
+        return check_ref(v)
 
     @field_validator("seeds")
     @classmethod
@@ -146,7 +159,7 @@ class TaskSpec(Frozen):
     def local_dataset_dir(self) -> Path | None:
         """A dataset path that names a folder (relative to the task file) rather than a Hub id."""
         p = Path(self.dataset_path)
-        if self.dataset_path.startswith((".", "/")):
+        if is_local(self.dataset_path):
             base = self.source.parent if self.source else Path.cwd()
             return (base / p).resolve()
         return None

@@ -18,10 +18,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from harness.registry import FAMILIES, TECHNIQUES
 from harness.specs.common import COMMIT, SAFE_ID, SPEC_VERSION, Frozen
+from harness.specs.refs import check_ref, is_local
 from harness.specs.yamlio import SpecError, load_spec
 
 
@@ -62,9 +63,14 @@ class BaseModelRef(Frozen):
                 )
         return self
 
+    @field_validator("model")
+    @classmethod
+    def _reference(cls, v: str | None) -> str | None:
+        return None if v is None else check_ref(v)
+
     @property
     def is_local(self) -> bool:
-        return self.model is not None and self.model.startswith((".", "/"))
+        return self.model is not None and is_local(self.model)
 
 
 @dataclass(frozen=True)
@@ -87,13 +93,21 @@ class TechniqueSpec(Frozen):
         return Dependencies()
 
 
+def _entry_error(loc: tuple[str | int, ...], message: str, raw: Any) -> InitErrorDetails:
+    return InitErrorDetails(
+        type=PydanticCustomError("value_error", "{message}", {"message": message}),
+        loc=loc,
+        input=raw,
+    )
+
+
 class VariantSpec(Frozen):
     id: Annotated[str, Field(pattern=SAFE_ID)]
-    version: int = SPEC_VERSION
+    version: int = Field(SPEC_VERSION, ge=1, le=SPEC_VERSION)
     description: str = Field("", max_length=2000)
     base: BaseModelRef
     techniques: tuple[SerializeAsAny[TechniqueSpec], ...] = ()  # dump subclass fields too
-    tags: tuple[str, ...] = ()
+    tags: tuple[Annotated[str, Field(max_length=64)], ...] = Field((), max_length=32)
 
     source: Path | None = Field(None, exclude=True)
 
@@ -104,10 +118,14 @@ class VariantSpec(Frozen):
             return v
         out, errors = [], []
         for i, raw in enumerate(v):
+            # each entry's own location, so an error points at its line, not the chain's first
             if not isinstance(raw, dict) or "kind" not in raw:
-                raise ValueError(f"techniques[{i}] needs a `kind`")
-            if raw["kind"] not in TECHNIQUES:
-                raise ValueError(TECHNIQUES.unknown_message(str(raw["kind"])))
+                errors.append(_entry_error((i,), "a technique needs a `kind`", raw))
+                continue
+            if not isinstance(raw["kind"], str) or raw["kind"] not in TECHNIQUES:
+                name = raw["kind"] if isinstance(raw["kind"], str) else type(raw["kind"]).__name__
+                errors.append(_entry_error((i, "kind"), TECHNIQUES.unknown_message(name), raw))
+                continue
             try:
                 out.append(TECHNIQUES.get(raw["kind"]).spec.model_validate(raw))
             except ValidationError as err:  # keep each nested location, for file:line errors

@@ -77,9 +77,10 @@ def _load_model(state: ModelState, *, dtype: Any, device: str) -> Any:
 
         model = load_pruned(state.location, dtype=dtype, device_map=device)
     else:
+        from harness.models.sources import resolve
+
         model = AutoModelForImageTextToText.from_pretrained(
-            state.location,
-            revision=state.revision,
+            resolve(state.location, state.revision),  # a Hub id: its cache copy, never a folder
             dtype=dtype,
             device_map=device,
             quantization_config=quant,

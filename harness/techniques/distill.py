@@ -10,11 +10,14 @@ not fit (GKDTrainer drops the images; both refuse differing vocabulary sizes), h
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
+from harness.models.sources import resolve
 from harness.specs.common import COMMIT, Frozen
+from harness.specs.refs import check_ref, is_local
 from harness.specs.variant import Dependencies, TechniqueSpec
 from harness.techniques import TECHNIQUES, Technique
 from harness.techniques.training import IGNORE, TrainSpec, caption_loss, train_captions
@@ -33,7 +36,9 @@ class TeacherRef(Frozen):
     def _one(self) -> TeacherRef:
         if (self.variant is None) == (self.model is None):
             raise ValueError("teacher: give exactly one of `variant` or `model`")
-        hub = self.model is not None and not self.model.startswith((".", "/"))
+        if self.model is not None:
+            check_ref(self.model)
+        hub = self.model is not None and not is_local(self.model)
         if hub and (self.revision is None or not COMMIT.match(self.revision)):
             raise ValueError("teacher.revision: a Hub model must be pinned to a 40-hex commit")
         return self
@@ -42,7 +47,7 @@ class TeacherRef(Frozen):
 class DistillSpec(TechniqueSpec):
     kind: Literal["distill"] = "distill"
     teacher: TeacherRef
-    temperature: float = Field(2.0, gt=0)
+    temperature: float = Field(2.0, gt=0, le=100)
     alpha: float = Field(0.5, ge=0, le=1)  # weight of the caption loss
     train: TrainSpec = TrainSpec()
     trainable: Literal["language_model", "all"] = "language_model"
@@ -101,10 +106,14 @@ def _load_teacher(ctx: Any, ref: TeacherRef) -> tuple[Any, Any]:
         state = built.state
     else:
         assert ref.model is not None
-        state = ModelState(location=ref.model, revision=ref.revision)
+        if is_local(ref.model):  # relative to the manifest, like every local folder
+            folder = ((ctx.manifest_dir or Path.cwd()) / ref.model).resolve()
+            state = ModelState(location=str(folder))
+        else:
+            state = ModelState(location=ref.model, revision=ref.revision)
     if ref.load_in_4bit and not state.quantization:
         state.quantization = quantization_kwargs(QuantizeSpec(), ctx.family, ctx.device)
-    processor = AutoProcessor.from_pretrained(state.location, revision=state.revision)
+    processor = AutoProcessor.from_pretrained(resolve(state.location, state.revision))
     teacher = load_model(state, dtype=ctx.dtype, device=ctx.device)
     for p in teacher.parameters():
         p.requires_grad_(False)

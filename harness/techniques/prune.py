@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, model_validator
 
 from harness.models.families import Family, family_for_model_type
-from harness.specs.common import Frozen
+from harness.specs.common import Frozen, Seed
 from harness.specs.variant import TechniqueSpec
 from harness.techniques import TECHNIQUES, Technique
 from harness.techniques.lazy_torch import no_grad
@@ -86,8 +86,8 @@ class PruneSpec(TechniqueSpec):
     heads: float = Field(0.3, ge=0, lt=1)  # fraction of query heads removed per layer
     ffn: float = Field(0.3, ge=0, lt=1)  # fraction of FFN neurons removed per layer
     criterion: Literal["l2", "l1", "random"] = "l2"
-    round_to: int = Field(64, ge=1)  # FFN widths rounded to a multiple (8 for the tiny twins)
-    seed: int = 0
+    round_to: int = Field(64, ge=1, le=4096)  # FFN widths rounded to a multiple (8: tiny twins)
+    seed: Seed = 0
 
 
 class LayerLayout(Frozen):

@@ -24,8 +24,8 @@ from harness.techniques.training import TrainSpec, train_captions
 
 class QLoraSpec(TechniqueSpec):
     kind: Literal["qlora"] = "qlora"
-    r: int = Field(16, gt=0)
-    lora_alpha: float = Field(16, gt=0)
+    r: int = Field(16, gt=0, le=1024)
+    lora_alpha: float = Field(16, gt=0, le=65536)
     lora_dropout: float = Field(0.1, ge=0, lt=1)
     use_rslora: bool = True
     quantize: QuantizeSpec = QuantizeSpec()  # used unless an earlier `quantize` step set one

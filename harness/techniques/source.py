@@ -17,7 +17,9 @@ from typing import Any, Literal
 from pydantic import model_validator
 
 from harness.models.families import Family
+from harness.models.sources import hub_snapshot
 from harness.specs.common import COMMIT
+from harness.specs.refs import check_ref, is_local
 from harness.specs.variant import TechniqueSpec
 from harness.techniques import TECHNIQUES, Technique
 from harness.techniques.context import ModelState
@@ -35,7 +37,8 @@ class SourceSpec(TechniqueSpec):
 
     @model_validator(mode="after")
     def _pinned(self) -> SourceSpec:
-        local = self.repo.startswith((".", "/"))
+        check_ref(self.repo)
+        local = is_local(self.repo)
         if not local and (self.revision is None or not COMMIT.match(self.revision)):
             raise ValueError("revision: a Hub repository must be pinned to a 40-hex commit")
         return self
@@ -46,11 +49,10 @@ class AdapterMismatch(ValueError):
 
 
 def _local(spec: SourceSpec, root: Path | None) -> Path:
-    if spec.repo.startswith((".", "/")):
+    if is_local(spec.repo):
         return ((root or Path.cwd()) / spec.repo).resolve()
-    from huggingface_hub import snapshot_download
-
-    return Path(snapshot_download(spec.repo, revision=spec.revision))
+    assert spec.revision is not None
+    return Path(hub_snapshot(spec.repo, spec.revision))
 
 
 def _module_of(key: str) -> str:
@@ -93,8 +95,8 @@ def apply(ctx: Any, spec: SourceSpec) -> None:
     folder = _local(spec, ctx.manifest_dir)  # local folders are relative to the manifest
     if spec.type == "checkpoint":
         ctx.state = ModelState(
-            location=str(folder) if spec.repo.startswith((".", "/")) else spec.repo,
-            revision=None if spec.repo.startswith((".", "/")) else spec.revision,
+            location=str(folder) if is_local(spec.repo) else spec.repo,
+            revision=None if is_local(spec.repo) else spec.revision,
         )
         ctx.record("source", {"checkpoint": spec.repo, "revision": spec.revision})
         return

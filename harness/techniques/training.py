@@ -21,7 +21,8 @@ from harness.data.dataset import EvalSet, load_split
 from harness.models.families import Family
 from harness.models.inputs import build_prompt, preprocess_image
 from harness.spans import span
-from harness.specs.common import Frozen
+from harness.specs.common import Frozen, Seed
+from harness.specs.limits import MAX_BATCH, MAX_LIMIT
 from harness.specs.task import TaskSpec
 from harness.techniques.lazy_torch import no_grad
 
@@ -35,16 +36,16 @@ class TrainSpec(Frozen):
     """How to train; the defaults are the study's settings."""
 
     task: str = "rocov2_sample"  # whose training split, prompt and preprocessing are used
-    lr: float = Field(1e-5, gt=0)
-    batch_size: int = Field(8, gt=0)  # effective batch: micro_batch_size × accumulation
-    micro_batch_size: int | None = Field(None, gt=0)  # None: no accumulation
-    epochs: int = Field(3, gt=0)
-    patience: int = Field(3, ge=1)  # early stopping on evaluation loss
-    weight_decay: float = Field(0.0, ge=0)
-    max_train_samples: int | None = Field(None, gt=0)
-    max_eval_samples: int | None = Field(None, gt=0)
+    lr: float = Field(1e-5, gt=0, le=1)
+    batch_size: int = Field(8, gt=0, le=MAX_BATCH)  # effective: micro_batch_size × accumulation
+    micro_batch_size: int | None = Field(None, gt=0, le=MAX_BATCH)  # None: no accumulation
+    epochs: int = Field(3, gt=0, le=1000)
+    patience: int = Field(3, ge=1, le=1000)  # early stopping on evaluation loss
+    weight_decay: float = Field(0.0, ge=0, le=10)
+    max_train_samples: int | None = Field(None, gt=0, le=MAX_LIMIT)
+    max_eval_samples: int | None = Field(None, gt=0, le=MAX_LIMIT)
     eval_fraction: float = Field(0.1, gt=0, lt=1)  # held out of train when no validation split
-    seed: int = 0
+    seed: Seed = 0
 
 
 @dataclass

@@ -127,7 +127,7 @@ def test_python_tag_is_an_error_and_never_executed(tmp_path, capsys):
     rc, lines = validate(capsys, path)
     assert rc == 2
     assert len(lines) == 1
-    assert lines[0].startswith(f"{path}:6: invalid YAML")
+    assert lines[0].startswith(f"{path}:6: <document>: invalid YAML")
     assert "python/object/apply:os.system" in lines[0]
     assert not marker.exists()
 
@@ -145,7 +145,7 @@ def test_unknown_technique(tmp_path, capsys):
     rc, lines = validate(capsys, path)
     assert rc == 2
     assert len(lines) == 1
-    assert lines[0].startswith(f"{path}:7: techniques: ")
+    assert lines[0].startswith(f"{path}:7: techniques[0].kind: ")
     assert "magic" in lines[0]
 
 
