@@ -116,10 +116,21 @@ def check_manifests(paths: Sequence[Path], *, rules: bool = True) -> list[str]:
             data, node = load_yaml(path)
         except SpecError:
             continue  # unreadable or not YAML: the schema pass said so
-        flagged = {p.split(": ", 1)[0] for p in schema}  # `file:line` already reported
+        # a rule about a field the schema already refused (or one inside it) says it twice
+        flagged = [_field_of(p) for p in schema]
         problems += [
             p
             for p in rule_problems(path, data, node, frozenset(known))
-            if p.split(": ", 1)[0] not in flagged
+            if not any(_within(_field_of(p), f) for f in flagged)
         ]
     return problems
+
+
+def _field_of(problem: str) -> str:
+    """The field of a `file:line: field: message` line."""
+    parts = problem.split(": ", 2)
+    return parts[1] if len(parts) == 3 else ""
+
+
+def _within(field: str, outer: str) -> bool:
+    return field == outer or field.startswith((f"{outer}.", f"{outer}["))
