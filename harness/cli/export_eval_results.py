@@ -108,7 +108,7 @@ def _write_eval_yaml(path: Path) -> int:
     from harness.specs import catalog
 
     tasks = [catalog.task(name) for name in sorted(catalog.ids("task"))]
-    tasks = [t for t in tasks if not t.dataset_path.startswith((".", "/"))]
+    tasks = [t for t in tasks if not t.is_local]
     text = benchmark_eval_yaml(tasks, {t.task: [m.metric for m in t.metric_list] for t in tasks})
     with atomic_writer(path) as fh:
         fh.write(text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.cli.common import CliError
+from harness.cli.common import CliError, bounded_float, bounded_int
 from harness.specs import catalog
 
 
@@ -21,9 +21,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dispatch", metavar="LABEL", help="only this dispatch (default: all)")
     p.add_argument("--watch", action="store_true", help="poll until every Job has ended")
-    p.add_argument("--interval", type=float, default=30.0, help="seconds between polls")
+    p.add_argument(
+        "--interval",
+        type=bounded_float(0, 86400),
+        default=30.0,
+        help="seconds between polls (default 30), e.g. --interval 60",
+    )
     p.add_argument("--retry", action="store_true", help="relaunch the failed Jobs")
-    p.add_argument("--log-lines", type=int, default=20, help="log lines shown per failed Job")
+    p.add_argument(
+        "--log-lines",
+        type=bounded_int(0, 10_000),
+        default=20,
+        help="log lines shown per failed Job (default 20), e.g. --log-lines 100",
+    )
     p.add_argument("--namespace", help="user or organisation (default: yours)")
     p.add_argument("--source-repo", metavar="URL", help="git URL retried Jobs clone")
     p.add_argument("--revision", metavar="SHA", help="commit retried Jobs run")

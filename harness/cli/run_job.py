@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.cli.common import CliError, parse_seeds
+from harness.cli.common import CliError, bounded_int, parse_seeds
 from harness.specs import catalog
+from harness.specs.limits import MAX_LIMIT
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "/tmp/rocobench-results); a mounted bucket lets a retried Job resume",
     )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--limit", type=int, help="first N images only (smoke tests)")
+    p.add_argument(
+        "--limit",
+        type=bounded_int(1, MAX_LIMIT),
+        help="first N images only (smoke tests), e.g. --limit 4",
+    )
     p.add_argument("--endpoint", metavar="URL", help="Hub endpoint (default: $HF_ENDPOINT)")
     p.set_defaults(func=run_job)
 

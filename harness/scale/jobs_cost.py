@@ -151,7 +151,9 @@ class Estimate:
 
 def split_size(dataset_path: str, split: str, source: Path | None) -> int | None:
     """Images in a split: counted from a local folder's parquet footers, else the table above."""
-    if dataset_path.startswith((".", "/")):
+    from harness.specs.refs import is_local
+
+    if is_local(dataset_path):
         import pyarrow.parquet as pq
 
         base = (source.parent if source else REPO_ROOT) / dataset_path
