@@ -59,7 +59,7 @@ FORMAT = 1
 SEED = 0
 Log = Callable[[str], None]
 
-# Evaluation split sizes of the Hub tasks (their dataset cards; README "Tasks"): a random-weight
+# Evaluation split sizes of the Hub tasks (their dataset cards; docs/tasks.md): a random-weight
 # run draws as many synthetic images without downloading the data to count them.
 SPLIT_SIZES: dict[tuple[str, str], int] = {
     ("unsloth/Radiology_mini", "test"): 327,

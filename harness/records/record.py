@@ -115,7 +115,7 @@ class RankFigures(_Model):
 
 
 class Measurements(_Model):
-    """Figures of one run, each with its unit in its name (README: "Measurements").
+    """Figures of one run, each with its unit in its name (docs/measurements.md).
 
     Top-level time, token, memory and energy figures cover the generation phase (image loading
     and preprocessing included) unless their name says otherwise; `phases` holds every phase's

@@ -111,7 +111,7 @@ BASES: dict[str, tuple[float, int]] = {
     "llava-hf/llava-1.5-13b-hf": (13.35, 576),
 }
 TWIN_PARAMS_B = 0.01
-# Image counts of the Hub splits the tasks name (the README's task table); local folders are
+# Image counts of the Hub splits the tasks name (docs/tasks.md); local folders are
 # counted.
 SPLIT_SIZES: dict[tuple[str, str], int] = {
     ("unsloth/Radiology_mini", "test"): 327,
