@@ -19,6 +19,13 @@ MAX_LABELS = 14  # beyond this, only points on the front are labelled
 LABEL_CHARS = 24  # longer labels are cut (the full text is in the point's tooltip)
 
 
+# One colour per base model: CSS classes base-0 … base-6, Okabe-Ito colours (told apart with
+# any colour vision), lighter in the dark theme (leaderboard/static/style.css).
+COLORS = 7
+# One marker shape per technique chain: uncompressed first, then in order of appearance.
+SHAPES = ("circle", "square", "triangle", "diamond", "triangle-down", "pentagon", "cross")
+
+
 @dataclass(frozen=True)
 class Point:
     label: str  # the variant id: untrusted text
@@ -27,6 +34,47 @@ class Point:
     y: float
     y_lo: float | None = None  # 95 % CI of y, drawn as a whisker
     y_hi: float | None = None
+    color: int = 0  # the base model's colour: CSS class base-<color % COLORS>
+    shape: str = "circle"  # the technique chain
+    parent: str | None = None  # label of the base variant's point: an arrow goes from it
+    base: str = ""  # for the page's filters (untrusted text, escaped)
+    techniques: str = "[]"  # JSON list, for the page's filters
+
+
+def marker_path(shape: str, cx: float, cy: float, r: float = 5.0) -> str:
+    """An SVG path for a marker shape of about the area of a circle of radius r."""
+    if shape == "circle":
+        return f"M{cx - r:.1f},{cy:.1f}a{r},{r} 0 1,0 {2 * r},0a{r},{r} 0 1,0 {-2 * r},0Z"
+    if shape == "square":
+        h = r * 0.89
+        return f"M{cx - h:.1f},{cy - h:.1f}h{2 * h:.1f}v{2 * h:.1f}h{-2 * h:.1f}Z"
+    if shape == "diamond":
+        h = r * 1.25
+        return (
+            f"M{cx:.1f},{cy - h:.1f}L{cx + h:.1f},{cy:.1f}"
+            f"L{cx:.1f},{cy + h:.1f}L{cx - h:.1f},{cy:.1f}Z"
+        )
+    if shape in ("triangle", "triangle-down"):
+        h = r * 1.35
+        d = 1 if shape == "triangle" else -1
+        return (
+            f"M{cx:.1f},{cy - d * h:.1f}L{cx + h * 0.87:.1f},{cy + d * h * 0.5:.1f}"
+            f"L{cx - h * 0.87:.1f},{cy + d * h * 0.5:.1f}Z"
+        )
+    if shape == "pentagon":
+        pts = [
+            (
+                cx + r * 1.15 * math.sin(2 * math.pi * k / 5),
+                cy - r * 1.15 * math.cos(2 * math.pi * k / 5),
+            )
+            for k in range(5)
+        ]
+        return "M" + "L".join(f"{x:.1f},{y:.1f}" for x, y in pts) + "Z"
+    w = r * 0.45  # cross
+    return (
+        f"M{cx - w:.1f},{cy - r:.1f}h{2 * w:.1f}v{r - w:.1f}h{r - w:.1f}v{2 * w:.1f}h{w - r:.1f}"
+        f"v{r - w:.1f}h{-2 * w:.1f}v{w - r:.1f}h{w - r:.1f}v{-2 * w:.1f}h{r - w:.1f}Z"
+    )
 
 
 def dominates(a: Point, b: Point, higher_is_better: bool) -> bool:
@@ -141,8 +189,11 @@ def _overlaps(a: Box, b: Box) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def _place_label(text: str, cx: float, cy: float, placed: list[Box]) -> tuple[float, float, str]:
-    """Where a point's label goes: right or left of it, above or below, whichever is free."""
+def _place_label(
+    text: str, cx: float, cy: float, placed: list[Box]
+) -> tuple[float, float, str] | None:
+    """Where a point's label goes: right or left of it, above or below, whichever is free;
+    None when every place would overlap a label or point already placed."""
     width = CHAR_PX * len(text)
     options = []
     for dy in (-7.0, 15.0, -19.0, 27.0, 4.0):
@@ -155,8 +206,7 @@ def _place_label(text: str, cx: float, cy: float, placed: list[Box]) -> tuple[fl
         if inside and not any(_overlaps(box, b) for b in placed):
             placed.append(box)
             return lx, ly, anchor
-    lx, ly, anchor = options[0] if cx < WIDTH - 100 else options[1]
-    return lx, ly, anchor
+    return None  # no free place: the label is left out (the point's tooltip names it)
 
 
 def pareto_svg(
@@ -234,7 +284,31 @@ def pareto_svg(
     labels: dict[int, tuple[float, float, str]] = {}
     for i in sorted(range(len(points)), key=lambda i: (i not in on_front, points[i].x)):
         if label_all or i in on_front:
-            labels[i] = _place_label(_short(points[i].label), *centres[i], placed)
+            spot = _place_label(_short(points[i].label), *centres[i], placed)
+            if spot is not None:
+                labels[i] = spot
+    # Arrows from each base to its compressed variants, under the points.
+    by_label = {p.label: n for n, p in enumerate(points)}
+    for i, p in enumerate(points):
+        j = by_label.get(p.parent) if p.parent is not None else None
+        if j is None or j == i:
+            continue
+        (x0, y0), (x1, y1) = centres[j], centres[i]
+        length = math.hypot(x1 - x0, y1 - y0)
+        if length < 16:
+            continue  # too close to draw an arrow between them
+        ux, uy = (x1 - x0) / length, (y1 - y0) / length
+        ax, ay, bx, by = x0 + 7 * ux, y0 + 7 * uy, x1 - 8 * ux, y1 - 8 * uy
+        head = (
+            f"M{bx:.1f},{by:.1f}L{bx - 6 * ux - 3.5 * uy:.1f},{by - 6 * uy + 3.5 * ux:.1f}"
+            f"L{bx - 6 * ux + 3.5 * uy:.1f},{by - 6 * uy - 3.5 * ux:.1f}Z"
+        )
+        parts.append(
+            f'<g class="arrow base-{p.color % COLORS}" data-from="{escape(points[j].label)}" '
+            f'data-to="{escape(p.label)}">'
+            f'<line x1="{ax:.1f}" y1="{ay:.1f}" x2="{bx:.1f}" y2="{by:.1f}"/>'
+            f'<path d="{head}"/></g>'
+        )
     # Points: dominated first so that the front is drawn on top.
     for i in sorted(range(len(points)), key=lambda i: i in on_front):
         p = points[i]
@@ -243,14 +317,18 @@ def pareto_svg(
         tip = f"{p.label}: {y_label} {y_format.format(p.y)}, {x_label} {x_format.format(p.x)}" + (
             " (on the Pareto front)" if i in on_front else ""
         )
-        parts.append(f'<a href="{escape(p.href)}" class="point {kind}">')
+        parts.append(
+            f'<a href="{escape(p.href)}" class="point {kind} base-{p.color % COLORS}" '
+            f'data-variant="{escape(p.label)}" data-base="{escape(p.base)}" '
+            f'data-techniques="{escape(p.techniques)}">'
+        )
         parts.append(f"<title>{escape(tip)}</title>")
         if p.y_lo is not None and p.y_hi is not None:
             parts.append(
                 f'<line class="whisker" x1="{_f(px)}" y1="{_f(y(p.y_lo))}" x2="{_f(px)}" '
                 f'y2="{_f(y(p.y_hi))}"/>'
             )
-        parts.append(f'<circle cx="{_f(px)}" cy="{_f(py)}" r="5"/>')
+        parts.append(f'<path class="marker {p.shape}" d="{marker_path(p.shape, px, py)}"/>')
         if i in labels:
             lx, ly, anchor = labels[i]
             parts.append(
@@ -260,3 +338,27 @@ def pareto_svg(
         parts.append("</a>")
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def legend(bases: Sequence[str], chains: Sequence[str]) -> Markup:
+    """The key to the plots' colours (base models) and shapes (technique chains), as HTML."""
+
+    def swatch(shape: str, cls: str) -> str:
+        return (
+            f'<svg class="swatch {cls}" viewBox="0 0 14 14" width="14" height="14" '
+            f'aria-hidden="true"><path d="{marker_path(shape, 7, 7, 5)}"/></svg>'
+        )
+
+    items = [
+        f"<li>{swatch('circle', f'base-{i % COLORS}')} {escape(base)}</li>"
+        for i, base in enumerate(bases)
+    ]
+    items += [
+        f"<li>{swatch(SHAPES[i % len(SHAPES)], '')} {escape(chain)}</li>"
+        for i, chain in enumerate(chains)
+    ]
+    return Markup(f'<ul class="legend" aria-label="plot key">{"".join(items)}</ul>')
+
+
+def chain_label(techniques: Sequence[str]) -> str:
+    return " → ".join(techniques) if techniques else "uncompressed"

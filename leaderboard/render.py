@@ -30,7 +30,7 @@ from markupsafe import Markup
 
 from harness.records.record import RunRecord
 from harness.records.store import atomic_writer, write_json
-from leaderboard.plots import Point, pareto_svg
+from leaderboard.plots import SHAPES, Point, chain_label, legend, pareto_svg
 from leaderboard.samples import SampleSet, make_thumbnails, read_samples
 from leaderboard.swap import new_site
 from leaderboard.view import (
@@ -46,13 +46,16 @@ from leaderboard.view import (
     column_order,
     details_key,
     flat_fields,
+    fmt_bytes,
     fmt_score,
     fmt_value,
     load_site,
+    memory_method,
     metric_label,
 )
 
-RESULTS_FORMAT_VERSION = 2  # 2: ci95 per metric, energy and best flags per efficiency figure
+RESULTS_FORMAT_VERSION = 3  # 2: ci95 per metric, energy and best flags per efficiency figure
+# 3: bootstrap ci95 over images, tied flags, delta to the base, est. flags and spread of costs
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_MAX_SAMPLES = 200  # per seed on a variant page; every sample stays in samples.jsonl
 PLOT_AXES = ("memory", "s_per_image", "energy_j_per_image")
@@ -102,12 +105,32 @@ class Plot:
 def _memory_column(table: TaskTable) -> EfficiencyColumn:
     """GPU memory when any row was measured on a GPU, else the process's resident memory."""
     keys = {c.key for c in table.efficiency_columns}
-    return EFFICIENCY_BY_KEY["peak_gpu_mib" if "peak_gpu_mib" in keys else "peak_rss_mib"]
+    for key in ("peak_gpu_mib", "memory_mib"):
+        if key in keys:
+            return EFFICIENCY_BY_KEY[key]
+    return EFFICIENCY_BY_KEY["peak_rss_mib"]
+
+
+def chains(table: TaskTable) -> list[str]:
+    """The technique chains of a table, uncompressed first: one marker shape each."""
+    found = [chain_label(row.techniques) for row in table.rows]
+    return sorted(set(found), key=lambda c: (c != "uncompressed", found.index(c)))
+
+
+def plot_legend(table: TaskTable) -> Markup:
+    return legend(table.bases, chains(table))
 
 
 def plots(table: TaskTable, href_prefix: str = "") -> list[Plot]:
-    """One plot per (quality column, cost axis); only comparable rows are drawn."""
+    """One plot per (quality column, cost axis); only comparable rows are drawn: coloured by
+    base model, shaped by technique chain, an arrow from each base to its compressed variants."""
     out = []
+    shapes = {chain: SHAPES[i % len(SHAPES)] for i, chain in enumerate(chains(table))}
+    colors = {base: i for i, base in enumerate(table.bases)}
+    parents: dict[str, str] = {}
+    for row in table.rows:
+        if not row.techniques and row.mode == "natural":
+            parents.setdefault(row.base_model, row.variant)
     for column in table.columns:
         for axis in PLOT_AXES:
             cost = _memory_column(table) if axis == "memory" else EFFICIENCY_BY_KEY[axis]
@@ -128,9 +151,15 @@ def plots(table: TaskTable, href_prefix: str = "") -> list[Plot]:
                         y=cell.mean,
                         y_lo=ci[0] if ci else None,
                         y_hi=ci[1] if ci else None,
+                        color=colors.get(row.base_model, 0),
+                        shape=shapes[chain_label(row.techniques)],
+                        parent=parents.get(row.base_model) if row.techniques else None,
+                        base=row.base_model,
+                        techniques=row.techniques_json,
                     )
                 )
-            unit = {"peak_gpu_mib": "MiB", "peak_rss_mib": "MiB", "energy_j_per_image": "J"}
+            unit = {"peak_gpu_mib": "MiB", "memory_mib": "MiB", "peak_rss_mib": "MiB",
+                    "energy_j_per_image": "J"}  # fmt: skip
             x_label = cost.label + (f" ({unit[cost.key]})" if cost.key in unit else " (s)")
             svg = pareto_svg(
                 points,
@@ -237,6 +266,19 @@ class VariantPage:
                 seeds = [run.seed for run in self.runs]
                 out += [(f"{name} (seed {s})", v) for s, v in zip(seeds, values, strict=True)]
         return out
+
+    @property
+    def synthetic_images(self) -> bool:
+        """The bundled sample: real captions, pictures drawn from the modality label."""
+        # the folder scripts/build_bundled_sample.py writes (tasks/data/rocov2_sample)
+        return Path(self.table.reference.dataset.path).name == "rocov2_sample"
+
+    def image_alt(self, sample: Any) -> str:
+        """Alt text: what the image shows, as far as the page knows (its reference caption)."""
+        caption = sample.reference if len(sample.reference) <= 160 else sample.reference[:157] + "…"
+        if self.synthetic_images:
+            return f"Synthetic picture (not a radiograph) drawn for the caption: {caption}"
+        return f"Image {sample.id}, reference caption: {caption}"
 
     def metric_value(self, run: SeedRun, column: MetricColumn) -> str:
         mv = run.record.metrics.get(column.metric)
@@ -346,11 +388,25 @@ def site_to_json(site: Site) -> dict[str, Any]:
                                 "run_ci95": [_pair(ci) for ci in c.run_cis],
                                 "comparable": c.comparable,
                                 "best": c.best,
+                                "tied": c.tied,
+                                "delta_vs_base": _delta_json(row.deltas.get(cid)),
                             }
                             for cid, c in row.cells.items()
                         },
                         "efficiency": {k: _finite(c.value) for k, c in row.efficiency.items()},
+                        "efficiency_std": {
+                            k: _finite(c.std) for k, c in row.efficiency.items() if c.values
+                        },
+                        "efficiency_values": {
+                            k: [_finite(v) for v in c.values]
+                            for k, c in row.efficiency.items()
+                            if c.values
+                        },
                         "efficiency_best": sorted(k for k, c in row.efficiency.items() if c.best),
+                        "efficiency_estimated": sorted(
+                            k for k, c in row.efficiency.items() if c.estimated
+                        ),
+                        "memory_method": sorted({memory_method(r) for r in row.records}),
                         "hardware": sorted(set(row.hardware)),
                         "contributor": row.contributor,
                         "status": row.status,
@@ -364,7 +420,13 @@ def site_to_json(site: Site) -> dict[str, Any]:
     return {
         "format_version": RESULTS_FORMAT_VERSION,
         "std": "sample standard deviation over seeds (ddof=1); 0 for one seed",
-        "ci95": "Student t interval of the mean over seeds; for one seed, the run's own interval",
+        "ci95": "percentile bootstrap over images (1,000 resamples; each resample scored for "
+        "every seed and averaged); without per-image data, Student t over seeds cut to the "
+        "metric's range; see ci95_method per cell",
+        "best": "ahead of the runner-up in a paired bootstrap test on the same images (p < 0.05); "
+        "otherwise `tied` marks the rows the test cannot tell from the top",
+        "delta_vs_base": "B - A against the uncompressed row of the same base model, paired "
+        "bootstrap over the same images (as `rocobench compare`)",
         "efficiency_units": {c.key: c.title for c in EFFICIENCY_COLUMNS},
         "tasks": tasks,
         "records": [asdict(ref) for ref in site.refs],
@@ -379,6 +441,21 @@ def _csv_text(value: str) -> str:
     return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
+DELTA_PARTS = ("delta_base", "delta", "delta_ci95_lo", "delta_ci95_hi", "delta_p")
+
+
+def _delta_json(delta: Any) -> dict[str, Any] | None:
+    if delta is None:
+        return None
+    return {
+        "base": delta.base,
+        "difference": _finite(delta.difference),
+        "ci95": _pair(delta.ci95),
+        "p_value": delta.p_value,
+        "n": delta.n,
+    }
+
+
 def csv_rows(site: Site) -> tuple[list[str], list[dict[str, Any]]]:
     """One line per (task, variant); metric columns by id (`<id>_mean`, `_std`, `_n`, CI)."""
     columns = {c.id: c for t in site.tables for c in t.columns}
@@ -386,7 +463,11 @@ def csv_rows(site: Site) -> tuple[list[str], list[dict[str, Any]]]:
     parts = ("mean", "std", "ci95_lo", "ci95_hi", "n")
     header = ["task", "variant", "backend", "base_model", "techniques", "n_seeds", "seeds"]
     header += [f"{cid}_{part}" for cid in metric_ids for part in parts]
-    header += [c.key for c in EFFICIENCY_COLUMNS] + ["hardware", "warnings"]
+    header += [f"{cid}_{part}" for cid in metric_ids for part in DELTA_PARTS]
+    for c in EFFICIENCY_COLUMNS:
+        header += [c.key, f"{c.key}_std"]
+        header += [f"{c.key}_estimated"] if c.estimated is not None else []
+    header += ["memory_method", "hardware", "warnings"]
     lines = []
     for t in site.tables:
         for row in t.rows:
@@ -410,7 +491,18 @@ def csv_rows(site: Site) -> tuple[list[str], list[dict[str, Any]]]:
                     f"{cid}_ci95_hi": None if ci is None else ci[1],
                     f"{cid}_n": cell.n,
                 }
-            line |= {k: c.value for k, c in row.efficiency.items()}
+                delta = row.deltas.get(cid)
+                if delta is not None:
+                    line |= dict(zip(
+                        (f"{cid}_{part}" for part in DELTA_PARTS),
+                        (delta.base, delta.difference, *delta.ci95, delta.p_value),
+                        strict=True,
+                    ))  # fmt: skip
+            for k, c in row.efficiency.items():
+                line |= {k: c.value, f"{k}_std": c.std}
+                if c.column.estimated is not None and c.value is not None:
+                    line[f"{k}_estimated"] = c.estimated
+            line["memory_method"] = " | ".join(sorted({memory_method(r) for r in row.records}))
             lines.append(line)
     return header, lines
 
@@ -429,6 +521,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["short"] = lambda s, n=12: s if s is None or len(s) <= n else s[:n]
     env.filters["score"] = fmt_score
+    env.filters["bytes"] = fmt_bytes
     env.filters["value"] = fmt_value
     env.filters["metric_label"] = metric_label
     return env
@@ -480,6 +573,7 @@ def render_html(site: Site, assets: Assets | None = None) -> str:
         assets=assets,
         decimals=DECIMALS,
         plots={t.task: plots(t) for t in site.tables},
+        legends={t.task: plot_legend(t) for t in site.tables},
         root="",
     )
 

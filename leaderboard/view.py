@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 from harness.metrics import METRICS, RESULT_DETAILS
 from harness.records.layout import RECORD_FILE
 from harness.records.record import RunRecord
+from leaderboard.significance import BOOTSTRAP_METHOD, clip, mark_best, seeds_interval, t975
+from leaderboard.significance import apply as per_image_statistics
 
 DECIMALS = 4  # as in the paper's Table I
 
@@ -47,20 +49,6 @@ def metric_rank(name: str) -> int:
 
 Details = tuple[tuple[str, Any], ...]
 T = TypeVar("T")
-
-# Two-sided 95 % Student t quantiles by degrees of freedom (1..30); beyond, an expansion.
-_T975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)  # fmt: skip
-
-
-def t975(df: int) -> float:
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = 1.959964
-    return z + (z**3 + z) / (4 * df)  # Cornish-Fisher, within 0.001 of the table at df = 30
 
 
 # --------------------------------------------------------------------------- formatting
@@ -164,6 +152,18 @@ def peak_rss_mib(r: RunRecord) -> float | None:
     return r.measurements.peak_rss_mib
 
 
+def variant_memory_mib(r: RunRecord) -> float | None:
+    """The variant's own resident memory during generation (weights plus activations): the
+    process's peak less what it held before loading the model. None for records that do not
+    carry that baseline."""
+    peak, baseline = peak_rss_mib(r), r.measurements.rss_baseline_mib
+    return None if peak is None or baseline is None else max(peak - baseline, 0.0)
+
+
+def memory_method(r: RunRecord) -> str:
+    return r.measurements.memory_method or "shared process"
+
+
 # --------------------------------------------------------------------------- efficiency columns
 
 
@@ -195,11 +195,21 @@ EFFICIENCY_COLUMNS: tuple[EfficiencyColumn, ...] = (
         fmt_mib,
     ),
     EfficiencyColumn(
+        "memory_mib",
+        "memory",
+        "the variant's own peak resident memory during generation: weights plus activations "
+        "(the process's peak less what it held before loading the model; each variant in a "
+        "fresh process)",
+        variant_memory_mib,
+        fmt_mib,
+    ),
+    EfficiencyColumn(
         "peak_rss_mib",
         "peak RSS",
-        "peak resident memory of the process (CPU side)",
+        "peak resident memory of the whole process during generation (runtime included)",
         peak_rss_mib,
         fmt_mib,
+        shown=False,
     ),
     EfficiencyColumn(
         "s_per_image",
@@ -324,6 +334,12 @@ class MetricCell:
     run_cis: list[tuple[float, float] | None] = field(default_factory=list)  # per seed, if any
     comparable: bool = True
     best: bool = False
+    tied: bool = False  # in the group the paired test cannot tell from the top
+    # Set by leaderboard.significance from the runs' per-image data, when it reproduces the score
+    observed: float = math.nan  # the score recomputed from the per-image data
+    draws: Any = None  # the score on each bootstrap resample of the images (numpy array)
+    image_ids: tuple[str, ...] = ()
+    boot_ci: tuple[float, float] | None = None
 
     @property
     def n(self) -> int:
@@ -342,16 +358,21 @@ class MetricCell:
 
     @property
     def ci95(self) -> tuple[float, float] | None:
-        """95 % interval of the mean: Student t over seeds; for one seed, the run's own interval."""
+        """95 % interval of the mean: a bootstrap over images when the per-image data allows it,
+        else Student t over seeds, else the run's own interval; always within the metric's range."""
+        if self.boot_ci is not None:
+            return self.boot_ci
         if self.n > 1:
-            if not math.isfinite(self.std):
-                return None
-            half = t975(self.n - 1) * self.std / math.sqrt(self.n)
-            return (self.mean - half, self.mean + half)
-        return self.run_cis[0] if self.run_cis else None
+            return seeds_interval(self.values, self.column.metric)
+        return (
+            clip(self.run_cis[0], self.column.metric) if self.run_cis and self.run_cis[0] else None
+        )
 
     @property
     def ci_method(self) -> str:
+        if self.boot_ci is not None:
+            seeds = f"{self.n} seed{'s' if self.n != 1 else ''}"
+            return f"{BOOTSTRAP_METHOD} ({len(self.image_ids)} images, {seeds})"
         if self.n > 1:
             return f"Student t over {self.n} seeds"
         return "the run's own interval" if self.ci95 else "none (one seed)"
@@ -372,6 +393,26 @@ class EfficiencyCell:
     value: float | None
     best: bool = False
     estimated: bool = False  # at least one seed's figure is a model estimate, not a measurement
+    values: list[float] = field(default_factory=list)  # per seed
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation over seeds; None for fewer than two."""
+        return statistics.stdev(self.values) if len(self.values) > 1 else None
+
+    @property
+    def spread(self) -> str:
+        """`± std` in the column's unit, or empty (one seed, or a figure without spread)."""
+        std = self.std
+        return "" if std is None or std == 0 else f"± {self.column.fmt(std)}"
+
+    @property
+    def ci95(self) -> tuple[float, float] | None:
+        std = self.std
+        if std is None or self.value is None:
+            return None
+        half = t975(len(self.values) - 1) * std / math.sqrt(len(self.values))
+        return (self.value - half, self.value + half)
 
     @property
     def display(self) -> str:
@@ -442,6 +483,9 @@ class Row:
     @property
     def status_reasons(self) -> list[str]:
         return [f"seed {ref.seed}: {why}" for ref in self.refs for why in ref.reasons]
+
+    deltas: dict[str, Any] = field(default_factory=dict)  # column id -> significance.Delta
+    stats_note: str | None = None  # why intervals come from seeds only
 
     @property
     def seeds(self) -> list[int]:
@@ -700,33 +744,21 @@ def _aggregate_row(row: Row, columns: Sequence[MetricColumn]) -> None:
             estimated=bool(values)
             and col.estimated is not None
             and any(col.estimated(r) for r in row.records),
+            values=values,
         )
 
 
 def _mark_best(table: TaskTable) -> None:
-    """Mark the best mean per column; ties at the shown precision are all marked.
+    """Mark what stands out, only where the data says so.
 
-    Only comparable, finite cells compete, and a column needs two of them that differ: a lone
-    entry, or a column where everyone ties, has no best. Time, memory and energy compete only
-    between rows measured on the same hardware: across machines the lowest figure says more
+    Quality: `leaderboard.significance.mark_best` (a paired test against the runner-up, else
+    a tied group). Costs: the lowest figure, when its interval over seeds does not overlap the
+    runner-up's (a figure without spread, such as a size, needs no test). Only comparable, finite
+    cells compete, and a column needs two of them that differ. Time, memory and energy compete
+    only between rows measured on the same hardware: across machines the lowest figure says more
     about the machine than the model.
     """
-    for column in table.columns:
-        cells = [
-            cell
-            for row in table.rows
-            if (cell := row.cells.get(column.id)) is not None
-            and cell.comparable
-            and math.isfinite(cell.mean)
-        ]
-        if len(cells) < 2:
-            continue
-        shown = [round(c.mean, DECIMALS) for c in cells]
-        if len(set(shown)) == 1:
-            continue  # everyone ties: nothing stands out
-        best = max(shown) if column.higher_is_better else min(shown)
-        for cell, value in zip(cells, shown, strict=True):
-            cell.best = value == best
+    mark_best(table)
     for ecol in table.efficiency_columns:
         if ecol.lower_is_better is None:
             continue
@@ -739,15 +771,34 @@ def _mark_best(table: TaskTable) -> None:
             machine = row.hardware_text if ecol.hardware_bound else ""
             groups.setdefault(machine, []).append(ecell)
         for ecells in groups.values():
-            if len(ecells) < 2:
-                continue
-            texts = [ecol.fmt(c.value) for c in ecells if c.value is not None]
-            values = [c.value for c in ecells if c.value is not None]
-            if len(set(texts)) == 1:
-                continue
-            winner = ecol.fmt(min(values) if ecol.lower_is_better else max(values))
-            for ecell, text in zip(ecells, texts, strict=True):
-                ecell.best = text == winner
+            _mark_best_cost(ecol, ecells)
+
+
+def _mark_best_cost(ecol: EfficiencyColumn, ecells: list[EfficiencyCell]) -> None:
+    """The lowest (or highest) cost of one machine's rows; a measured figure only when its
+    interval over seeds does not overlap the runner-up's."""
+    if len(ecells) < 2:
+        return
+    texts = [ecol.fmt(c.value) for c in ecells if c.value is not None]
+    values = [c.value for c in ecells if c.value is not None]
+    if len(set(texts)) == 1:
+        return
+    winner = ecol.fmt(min(values) if ecol.lower_is_better else max(values))
+    leaders = [c for c, text in zip(ecells, texts, strict=True) if text == winner]
+    chasers = [c for c, text in zip(ecells, texts, strict=True) if text != winner]
+    sign = 1 if ecol.lower_is_better else -1
+    runner = min(chasers, key=lambda c: sign * (c.value or 0.0))
+    if ecol.hardware_bound:
+        ahead = all(
+            c.ci95 is not None
+            and runner.ci95 is not None
+            and (c.ci95[1] < runner.ci95[0] if sign == 1 else c.ci95[0] > runner.ci95[1])
+            for c in leaders
+        )
+        if not ahead:
+            return
+    for ecell in leaders:
+        ecell.best = True
 
 
 def _build_table(task: str, group: list[tuple[RecordRef, RunRecord]]) -> TaskTable:
@@ -960,13 +1011,16 @@ def load_site(
     for ref, r in pairs:
         by_task.setdefault(r.task, []).append((ref, r))
     tables = [_build_table(task, group) for task, group in sorted(by_task.items())]
+    roots, base = dict(sources.roots), Path(results_dir) if results_dir else Path(".")
+    for table in tables:
+        per_image_statistics(table, lambda ref: roots.get(ref.source, base) / ref.path)
     _assign_anchors(tables)
     return Site(
         tables,
         [ref for ref, _ in pairs],
         _provenance([r for _, r in pairs]),
-        Path(results_dir) if results_dir else Path("."),
-        roots=dict(sources.roots),
+        base,
+        roots=roots,
         skipped=skipped,
         twins=any(is_twin(r) for _, r in pairs),
     )

@@ -65,15 +65,39 @@ def load_run(results: Path, task: str, variant: str, seed: int) -> Run:
     return Run(record, {r.id: r for r in rows})
 
 
+def run_statistic(run: Run, ids: list[str], name: str) -> Any:
+    """Metric `name` of one run as a bootstrap statistic over the images `ids` (in this order):
+    corpus metrics recomputed from the stored texts, the others from per-sample scores."""
+    import harness.metrics.stats as stats
+    from harness.metrics import METRICS, References
+
+    metric = METRICS.get(name)
+    samples = [run.samples[i] for i in ids]
+    if metric.resampler is not None:
+        concepts = [None if s.concepts is None else tuple(s.concepts) for s in samples]
+        refs = References(
+            tuple(s.reference for s in samples),
+            None if all(c is None for c in concepts) else tuple(concepts),
+        )
+        return metric.statistic([s.prediction for s in samples], refs)
+    try:
+        return stats.mean_statistic([s.scores[name] for s in samples])
+    except KeyError:
+        raise CompareError(f"metric {name!r} has no per-sample scores to resample") from None
+
+
 def compare_runs(
     runs_a: dict[int, Run],
     runs_b: dict[int, Run],
     metrics: list[str] | None = None,
     resamples: int | None = None,
+    *,
+    per_seed: bool = True,
 ) -> list[Row]:
-    """The paired comparison rows: per metric, each seed and then "all" (over several seeds)."""
+    """The paired comparison rows: per metric, each seed and then "all" (over several seeds);
+    `per_seed=False`: only the row over all seeds (the one seed's when there is one)."""
     import harness.metrics.stats as stats
-    from harness.metrics import METRICS, RESULT_DETAILS, References
+    from harness.metrics import RESULT_DETAILS
 
     seeds = sorted(runs_a)
     first = runs_a[seeds[0]]
@@ -115,34 +139,19 @@ def compare_runs(
     n = len(ids)
     rows: list[Row] = []
     for name in names:
-        metric = METRICS.get(name)
-
-        def statistic(run: Run, name: str = name, metric: Any = metric) -> stats.Statistic:
-            samples = [run.samples[i] for i in ids]
-            if metric.resampler is not None:
-                concepts = [None if s.concepts is None else tuple(s.concepts) for s in samples]
-                refs = References(
-                    tuple(s.reference for s in samples),
-                    None if all(c is None for c in concepts) else tuple(concepts),
-                )
-                return metric.statistic([s.prediction for s in samples], refs)
-            try:
-                return stats.mean_statistic([s.scores[name] for s in samples])
-            except KeyError:
-                raise CompareError(
-                    f"metric {name!r} has no per-sample scores to resample"
-                ) from None
-
-        per_seed = {seed: (statistic(runs_a[seed]), statistic(runs_b[seed])) for seed in seeds}
-        groups: list[tuple[int | str, stats.Statistic, stats.Statistic]] = [
-            (seed, sa, sb) for seed, (sa, sb) in per_seed.items()
-        ]
+        pairs = {
+            seed: (run_statistic(runs_a[seed], ids, name), run_statistic(runs_b[seed], ids, name))
+            for seed in seeds
+        }
+        groups: list[tuple[int | str, stats.Statistic, stats.Statistic]] = []
+        if per_seed or len(seeds) == 1:
+            groups += [(seed, sa, sb) for seed, (sa, sb) in pairs.items()]
         if len(seeds) > 1:
             groups.append(
                 (
                     "all",
-                    stats.mean_of([sa for sa, _ in per_seed.values()]),
-                    stats.mean_of([sb for _, sb in per_seed.values()]),
+                    stats.mean_of([sa for sa, _ in pairs.values()]),
+                    stats.mean_of([sb for _, sb in pairs.values()]),
                 )
             )
         for seed, sa, sb in groups:

@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from harness.cli.common import (
     EMBEDDED_SUITE,
@@ -21,7 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "bench",
         help="the embedded default benchmark (offline, CPU): bundled sample × tiny twins",
         description=f"Run suite {EMBEDDED_SUITE} (tasks/suites/{EMBEDDED_SUITE}.yaml: the "
-        "bundled ROCOv2 sample × every embedded twin × its seeds), then render the leaderboard.",
+        "bundled ROCOv2 sample × every embedded twin × its seeds), each variant's runs in a "
+        "fresh process so that its memory figures are its own, and render the leaderboard "
+        "after each variant (an interrupted run still leaves a page).",
+        epilog="example: rocobench bench --results results --site site  "
+        "(then open site/index.html)",
     )
     add_run_options(p)
     p.add_argument("--site", type=Path, default=Path("site"), help="site folder (default: site/)")
@@ -80,6 +85,7 @@ def _profiled(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    from harness.progress import Countdown
     from harness.scale.pool import sweep_pool
     from harness.scale.sweep import SweepOptions
     from harness.spans import span
@@ -103,15 +109,31 @@ def _bench(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         backend=args.backend,
     )
-    report = sweep_pool(task, variants, str(args.results), options, workers=args.workers)
+    countdown = Countdown(len(variants))
+    pages: list[Path] = []
+
+    def finished(vid: str, runs: list[Any]) -> None:
+        """After each variant: a page (so an interrupted bench leaves one) and the countdown."""
+        try:
+            with span("render"):
+                pages.append(render_site(args.results, args.site))
+        except ValueError as err:  # nothing to show yet
+            print(f"page not rendered: {err}", file=sys.stderr)
+        did_work = any(not r.reused for r in runs)
+        print(f"{vid}: {countdown.finish(time.perf_counter() - last[0], did_work)}",
+              file=sys.stderr, flush=True)  # fmt: skip
+        last[0] = time.perf_counter()
+
+    last = [time.perf_counter()]
+    report = sweep_pool(
+        task, variants, str(args.results), options, workers=args.workers, on_variant=finished
+    )
     reused = sum(r.reused for r in report.runs)
     computed = len(report.runs) - reused
     for failure in report.failures:
         print(f"error: {failure.what}: {failure.error}", file=sys.stderr)
-    if report.runs:
-        with span("render"):
-            page = render_site(args.results, args.site)
-        print(f"leaderboard: {page.resolve()}")
+    if pages:
+        print(f"leaderboard: {pages[-1].resolve()}")
     print(f"{computed} runs computed, {reused} reused; results in {args.results}/")
     print(f"took {time.perf_counter() - start:.1f} s")
     return 0 if report.ok else 1

@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Compare two variants' runs of one task on the same images: for each "
         "metric, B − A with a bootstrap 95 % interval and a two-sided p-value, per seed and "
         "over all common seeds.",
+        epilog="example: rocobench compare results --task rocov2_sample tiny-qwen2-vl "
+        "tiny-qwen2-vl-pruned  (the page's Δ vs base is its `all` line)",
     )
     p.add_argument("results_dir", type=Path, help="folder holding records (e.g. results/)")
     p.add_argument("--task", required=True, help="task id")

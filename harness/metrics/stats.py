@@ -126,12 +126,21 @@ def paired_bootstrap(
     observed difference and d* a resampled one; it is never 0.
     """
     a, b = observed(statistic_a, n), observed(statistic_b, n)
-    diff = b - a
 
     def difference(counts: np.ndarray) -> np.ndarray:
         return statistic_b(counts) - statistic_a(counts)
 
     draws = bootstrap({"d": difference}, n, resamples, seed)["d"]
+    return paired_from_draws(a, b, draws, n, level)
+
+
+def paired_from_draws(
+    a: float, b: float, draws: np.ndarray, n: int, level: float = LEVEL
+) -> PairedComparison:
+    """The paired test from B − A on each resample (`draws`), as `paired_bootstrap` computes
+    it: for values kept per system on the same (n, resamples, seed) draws, their difference."""
+    diff = b - a
+    resamples = len(draws)
     # Differences within floating-point noise of the observed one count as "as extreme".
     tol = 1e-12 * max(1.0, abs(diff))
     extreme = int(np.count_nonzero(np.abs(draws - diff) >= abs(diff) - tol))

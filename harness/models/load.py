@@ -63,8 +63,9 @@ class LoadedVariant:
 
     @property
     def size_bytes(self) -> int:
-        params = sum(p.numel() * p.element_size() for p in self.model.parameters())
-        return params + sum(b.numel() * b.element_size() for b in self.model.buffers())
+        from harness.models.weights import weight_facts
+
+        return weight_facts(self.model).total_bytes
 
 
 def load_variant(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from harness.data.dataset import EvalSet
 from harness.metering import METERING_VERSION, Metering
+from harness.metering.memory import current_rss_mib
 from harness.models.device import resolve_device
 from harness.models.sources import BuildError
 from harness.pipeline.executor import Executor, SingleProcess
@@ -126,9 +127,19 @@ def _reuse_or_redo(
 
 def quiet_libraries() -> None:
     """Our own progress bar and log lines are the output; silence the libraries' per-step bars."""
+    import logging
+    import warnings
+
     import datasets
     import transformers
 
+    # bitsandbytes warns at import, on CPUs with AVX512-BF16, that an optional kernel package
+    # is missing; it falls back to its own kernels, which are the ones the records were made with.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    # peft's k-bit preparation calls a transformers method deprecated in favour of another name
+    warnings.filterwarnings(
+        "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+    )
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     datasets.disable_progress_bars()
@@ -167,6 +178,7 @@ def run_variant(
     mode: Mode = TRAINED,
     executor: Executor | None = None,
     backend: str = "hf",
+    memory_method: str = "shared process",
 ) -> list[Outcome]:
     """Run every seed of (task, variant); the model is loaded once, and only if needed.
 
@@ -176,7 +188,9 @@ def run_variant(
     times the base's published architecture with random weights on synthetic images, not
     scored, recorded in `seed-<n>[-fixed-<N>]-random/`. `executor`: one process (default) or
     `harness.scale.distributed.DataParallel`. `backend` "vllm": generation in a vLLM worker
-    (`harness.pipeline.backends.vllm`), recorded in `seed-<n>[…]-vllm/`.
+    (`harness.pipeline.backends.vllm`), recorded in `seed-<n>[…]-vllm/`. `memory_method` says
+    how this process was kept clean of other variants (`harness.pipeline.fresh_process`),
+    recorded with the memory figures.
     """
     _check_options(seeds, batch_size, limit)  # before anything is loaded or written
     executor = executor or SingleProcess()
@@ -208,6 +222,9 @@ def run_variant(
             metering, worker_memory = _metering(device, carbon_country, executor, backend)
         with metering.phase("build") as build:  # the technique chain; ~0 s when already cached
             executor.build(lambda: mode.build(variant, device=device, progress=progress, log=log))
+        # What the process holds before the model: subtracted from its peak, this leaves the
+        # variant's own memory (weights and activations).
+        memory = {"rss_baseline_mib": round(current_rss_mib(), 1), "memory_method": memory_method}
         with metering.phase("load") as load, span("variant load", variant.id):
             if worker_memory is not None:
                 loaded = _start_vllm(task, variant, device, batch_size, fixed_new_tokens)
@@ -235,6 +252,7 @@ def run_variant(
                 progress=progress,
                 log=log,
                 backend=backend,
+                memory=memory,
             )
             record = run_seed(run)
             summary = ", ".join(f"{k} {v.value:.4f}" for k, v in record.metrics.items())

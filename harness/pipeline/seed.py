@@ -18,6 +18,7 @@ from harness.metering import Metering, summarise
 from harness.metering.clock import BatchTiming
 from harness.metrics import METRICS, MetricScore, References, compute_metrics, parse_options
 from harness.models.load import LoadedVariant
+from harness.models.weights import weight_facts
 from harness.pipeline.checkpoint import (
     append_batch,
     checkpoint_key,
@@ -26,6 +27,7 @@ from harness.pipeline.checkpoint import (
 )
 from harness.pipeline.executor import Executor, Generated, predictions_in_order
 from harness.pipeline.generate import Prediction, generate_all
+from harness.progress import bars_wanted
 from harness.records.layout import PREDICTIONS_FILE, SAMPLES_FILE
 from harness.records.provenance import provenance
 from harness.records.record import (
@@ -64,6 +66,8 @@ class SeedRun:
     progress: bool = True
     log: Log = print
     backend: str = "hf"  # or "vllm": `loaded` is then served by a vLLM worker
+    # How memory was measured: Measurements fields rss_baseline_mib and memory_method
+    memory: Mapping[str, object] | None = None
 
     @property
     def label(self) -> str:
@@ -111,7 +115,7 @@ def generate(run: SeedRun) -> Generated:
         total=len(done) + len(todo),
         desc=f"{run.loaded.spec.id} seed {run.seed}",
         unit="img",
-        disable=not run.progress or not run.executor.is_main,
+        disable=not bars_wanted(run.progress) or not run.executor.is_main,
         file=sys.stderr,
         leave=False,
     )
@@ -230,6 +234,10 @@ def make_record(
         fixed_new_tokens=run.fixed_new_tokens,
         energy=run.metering.energy,
     )
+    if run.memory:
+        measurements = measurements.model_copy(update=dict(run.memory))
+    # the weights as loaded here; a model served by another process (vLLM) reports its own size
+    weights = weight_facts(loaded.model) if loaded.model is not None else None
     generation = task.generation_kwargs.model_dump(mode="json")
     if run.fixed_new_tokens:  # the effective settings: exactly N new tokens, EOS masked until then
         n = run.fixed_new_tokens
@@ -277,7 +285,9 @@ def make_record(
             dtype=loaded.dtype,
             manifest_sha256=loaded.manifest_sha256,
             n_parameters=loaded.n_parameters,
-            size_bytes=loaded.size_bytes,
+            size_bytes=weights.total_bytes if weights else loaded.size_bytes,
+            weight_storage=weights.bytes_by_storage if weights else {},
+            quantization=weights.quantization if weights else None,
             random_weights=loaded.random_weights,
         ),
         provenance=provenance(loaded.device_type),

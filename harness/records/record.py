@@ -44,7 +44,11 @@ class ModelRef(_Model):
     dtype: str
     manifest_sha256: str
     n_parameters: int
-    size_bytes: int  # bytes of the weights as loaded
+    size_bytes: int  # bytes of the weights as loaded (harness.models.weights: 4-bit packed)
+    # The weights as loaded: bytes per storage ("float32", "nf4 (4-bit)", ...) and the
+    # quantisation, if any; `dtype` is the dtype asked for (the compute dtype of 4-bit layers).
+    weight_storage: dict[str, int] = Field(default_factory=dict)
+    quantization: str | None = None
     # True for `--random-weights` runs: the published architecture with random weights, for
     # time and memory only (not scored, kept apart in seed-<n>-random/, off the leaderboard).
     random_weights: bool = False
@@ -146,6 +150,13 @@ class Measurements(_Model):
     tokens_per_s: float
     # memory
     peak_rss_mib: float  # of the generation phase; the load phase's is in `phases`
+    # Resident memory of the process just before the model was loaded: what the runtime holds
+    # (interpreter, libraries, data). peak_rss_mib - rss_baseline_mib is the variant's own share:
+    # weights plus activations. `memory_method` says how the process was kept clean of other
+    # variants: "fresh process" (one process per variant) or "shared process" (figures may
+    # include what earlier work of the same process left behind).
+    rss_baseline_mib: float | None = None
+    memory_method: str | None = None
     peak_gpu_allocated_mib: float | None = None
     peak_gpu_reserved_mib: float | None = None
     peak_gpu_process_mib: float | None = None

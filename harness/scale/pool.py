@@ -12,7 +12,9 @@ scheduled on a local process pool:
 - variants whose runs are all finished, and whose builds are cached, are checked here in this
   process, so a fully cached suite starts no worker at all.
 
-Workers are started with `spawn` (a fresh interpreter: no forked torch thread pools).
+Workers are started with `spawn` (a fresh interpreter: no forked torch thread pools), and each
+does one job: a variant's run never shares its process with another build or run, so its memory
+figures are its own (`harness.pipeline.fresh_process`).
 """
 
 from __future__ import annotations
@@ -82,6 +84,23 @@ class _Job:
     variant: VariantSpec
 
 
+def _fresh_run(
+    task: TaskSpec, variant: VariantSpec, location: str, options: SweepOptions
+) -> list[RunResult]:
+    """A variant's runs in this fresh worker, after the runtime every variant starts from."""
+    from harness.pipeline.fresh_process import FRESH, warm_runtime
+
+    warm_runtime()
+    return run_seeds(task, variant, location, options, memory_method=FRESH)
+
+
+def _in_fresh_process(fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args)` in a new interpreter of its own."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context, max_tasks_per_child=1) as pool:
+        return pool.submit(fn, *args).result()
+
+
 def _needs_work(task: TaskSpec, variant: VariantSpec, location: str, options: SweepOptions) -> bool:
     """True unless every seed has a finished, current record (spec check) and nothing is to
     be built; the data check of reuse runs later, in `run_seeds`."""
@@ -108,9 +127,11 @@ def sweep_pool(
     *,
     workers: int | None = None,
     log: Log = _stderr,
+    on_variant: Callable[[str, list[RunResult]], None] | None = None,
 ) -> SweepReport:
     """Build and run every variant of the suite on `workers` processes (default: one per core).
-    Runs are reported in suite order; a failed build fails its runs and its students'."""
+    Runs are reported in suite order; a failed build fails its runs and its students'.
+    `on_variant(variant id, its runs)` is called as each variant's runs finish."""
     from harness.models.device import resolve_device
 
     device = resolve_device(options.device)
@@ -123,16 +144,22 @@ def sweep_pool(
     for v in variants:  # finished: the reuse check in this process, no worker needed
         if v not in busy:
             with span("reuse check", v.id):
-                runs += run_seeds(task, v, location, options)
+                done = run_seeds(task, v, location, options)
+            runs += done
+            if on_variant is not None:
+                on_variant(v.id, done)
     if busy and (workers == 1 or len(busy) == 1):
         for v in busy:  # nothing to spread: no pool to start
             try:
                 build_variant(v, device)
-                runs += run_seeds(task, v, location, options)
+                done = _in_fresh_process(_fresh_run, task, v, location, options)
+                runs += done
+                if on_variant is not None:
+                    on_variant(v.id, done)
             except Exception as err:  # the others still run; the caller reports failures
                 failures.append(Failure(f"variant {v.id}", _one_line(err)))
     elif busy:
-        runs += _pooled(task, busy, location, options, workers, failures, log)
+        runs += _pooled(task, busy, location, options, workers, failures, log, on_variant)
     order = {v.id: i for i, v in enumerate(variants)}
     runs.sort(key=lambda r: (order[r.variant], r.seed))
     return SweepReport(runs, failures)
@@ -146,6 +173,7 @@ def _pooled(
     workers: int,
     failures: list[Failure],
     log: Log,
+    on_variant: Callable[[str, list[RunResult]], None] | None = None,
 ) -> list[RunResult]:
     options = replace(options, progress=False)  # bars of parallel workers would interleave
     plan = build_order(variants)  # the suite's variants and their teachers
@@ -187,15 +215,16 @@ def _pooled(
 
     context = multiprocessing.get_context("spawn")
     pending: dict[Future[Any], _Job] = {}
+    # one job per worker process: a run never inherits another job's memory
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(threads,)) as pool:  # fmt: skip
+                             initargs=(threads,), max_tasks_per_child=1) as pool:  # fmt: skip
         while True:
             for job in ready()[: workers - len(pending)]:
                 started.add((job.kind, job.variant.id))
                 if job.kind == "build":
                     future = pool.submit(build_variant, job.variant, options.device)
                 else:
-                    future = pool.submit(run_seeds, task, job.variant, location, options)
+                    future = pool.submit(_fresh_run, task, job.variant, location, options)
                 pending[future] = job
             if not pending:
                 break
@@ -215,6 +244,8 @@ def _pooled(
                     built.add(vid)
                 else:
                     runs += value
+                    if on_variant is not None:
+                        on_variant(vid, value)
     return runs
 
 

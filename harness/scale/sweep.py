@@ -105,9 +105,14 @@ def _scratch(location: str) -> Path:
 
 
 def run_seeds(
-    task: TaskSpec, variant: VariantSpec, location: str, options: SweepOptions
+    task: TaskSpec,
+    variant: VariantSpec,
+    location: str,
+    options: SweepOptions,
+    memory_method: str = "shared process",
 ) -> list[RunResult]:
-    """`run_variant` for `options.seeds`, into a folder, or locally and then copied to a URI."""
+    """`run_variant` for `options.seeds`, into a folder, or locally and then copied to a URI;
+    `memory_method` says how the calling process was kept clean of other variants."""
     from harness.pipeline.runner import run_variant
     from harness.records.layout import seed_dir
 
@@ -135,6 +140,7 @@ def run_seeds(
         fixed_new_tokens=options.fixed_new_tokens,
         carbon_country=options.carbon_country,
         backend=options.backend,
+        memory_method=memory_method,
     )
     done = []
     for o in outcomes:

@@ -215,6 +215,8 @@ def train_captions(
     import torch
     from tqdm.auto import tqdm
 
+    from harness.progress import bars_wanted
+
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     torch.manual_seed(spec.seed)
     vocab = len(processor.tokenizer)
@@ -247,7 +249,11 @@ def train_captions(
     for epoch in range(1, spec.epochs + 1):
         batches = _batches(len(train), micro, order_gen)
         bar = tqdm(
-            batches, desc=f"epoch {epoch}", disable=not progress, file=sys.stderr, leave=False
+            batches,
+            desc=f"epoch {epoch}",
+            disable=not bars_wanted(progress),
+            file=sys.stderr,
+            leave=False,
         )
         running, seen = 0.0, 0
         with span("train epoch", f"epoch {epoch}"):

@@ -53,6 +53,20 @@ document.querySelectorAll("form.filters").forEach((form) => {
       shown += ok ? 1 : 0;
     });
     if (count) count.textContent = `${shown} of ${rows.length} variants`;
+    // The plots of this task show the same rows; the front of all variants is hidden meanwhile.
+    const section = form.closest("section");
+    if (section) {
+      const visible = new Set(rows.filter((tr) => !tr.hidden).map((tr) => tr.dataset.variant));
+      section.querySelectorAll("svg.pareto a.point").forEach((a) => {
+        a.classList.toggle("off", !visible.has(a.dataset.variant));
+      });
+      section.querySelectorAll("svg.pareto g.arrow").forEach((g) => {
+        g.classList.toggle("off", !(visible.has(g.dataset.from) && visible.has(g.dataset.to)));
+      });
+      section.querySelectorAll("svg.pareto path.front").forEach((path) => {
+        path.classList.toggle("off", shown !== rows.length);
+      });
+    }
   };
   form.addEventListener("input", apply);
   form.addEventListener("change", apply);
