@@ -14,13 +14,13 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from harness.data.dataset import EvalSet
 from harness.metering import METERING_VERSION, Metering
 from harness.metering.memory import current_rss_mib
 from harness.models.device import resolve_device
 from harness.models.sources import BuildError
+from harness.pipeline.backends import backend_for
 from harness.pipeline.executor import Executor, SingleProcess
 from harness.pipeline.modes import TRAINED, Mode
 from harness.pipeline.seed import SeedRun, run_seed
@@ -30,9 +30,6 @@ from harness.spans import span
 from harness.specs.common import spec_hash
 from harness.specs.task import TaskSpec
 from harness.specs.variant import VariantSpec
-
-if TYPE_CHECKING:
-    from harness.pipeline.backends.vllm import VllmLoaded, WorkerMemory
 
 Log = Callable[[str], None]
 
@@ -194,8 +191,8 @@ def run_variant(
     """
     _check_options(seeds, batch_size, limit)  # before anything is loaded or written
     executor = executor or SingleProcess()
-    if backend == "vllm":  # what vLLM cannot serve fails before the data, the lock or any build
-        _check_vllm(task, variant, mode, executor)
+    engine = backend_for(backend)
+    engine.check(task, variant, mode, executor)  # before the data, a lock or any build
     if log is None:
         log = _stderr if executor.is_main else (lambda _: None)  # the other ranks would repeat
     quiet_libraries()
@@ -219,18 +216,26 @@ def run_variant(
         for _, out in todo:  # fail fast, before loading the model, if another run writes here
             locks.enter_context(executor.lock(out, force))
         with span("metering setup", variant.id):
-            metering, worker_memory = _metering(device, carbon_country, executor, backend)
+            # codecarbon's hardware probe runs here, outside every timed phase
+            metering = Metering.standard(
+                resolve_device(device), carbon_country, cuda_devices=executor.cuda_devices()
+            )
+            metering.meters[:0] = engine.meters()
         with metering.phase("build") as build:  # the technique chain; ~0 s when already cached
             executor.build(lambda: mode.build(variant, device=device, progress=progress, log=log))
         # What the process holds before the model: subtracted from its peak, this leaves the
         # variant's own memory (weights and activations).
         memory = {"rss_baseline_mib": round(current_rss_mib(), 1), "memory_method": memory_method}
         with metering.phase("load") as load, span("variant load", variant.id):
-            if worker_memory is not None:
-                loaded = _start_vllm(task, variant, device, batch_size, fixed_new_tokens)
-                worker_memory.pid = loaded.worker_pid
-            else:
-                loaded = mode.load(variant, device=device, progress=progress, log=lambda _: None)
+            loaded = engine.load(
+                task,
+                variant,
+                mode,
+                device=device,
+                batch_size=batch_size or task.batch_size,
+                fixed_new_tokens=fixed_new_tokens,
+                progress=progress,
+            )
         locks.callback(loaded.close)  # a vLLM worker stops with the run, whatever happens
         log(
             f"loaded  {variant.id} ({loaded.base}, {loaded.n_parameters / 1e6:.2f} M parameters, "
@@ -251,7 +256,7 @@ def run_variant(
                 fixed_new_tokens=fixed_new_tokens,
                 progress=progress,
                 log=log,
-                backend=backend,
+                engine=engine,
                 memory=memory,
             )
             record = run_seed(run)
@@ -264,49 +269,3 @@ def run_variant(
             outcomes.append(Outcome(task.task, variant.id, seed, out / RECORD_FILE, reused=False))
         del loaded
     return outcomes
-
-
-def _check_vllm(task: TaskSpec, variant: VariantSpec, mode: Mode, executor: Executor) -> None:
-    from harness.pipeline.backends.vllm import VllmError, preflight
-
-    if mode.random_weights or executor.world_size > 1:
-        raise VllmError("--backend vllm runs trained weights in a single process")
-    preflight(variant, task.generation_kwargs)
-
-
-def _metering(
-    device: str, carbon_country: str | None, executor: Executor, backend: str
-) -> tuple[Metering, WorkerMemory | None]:
-    """The run's meters (codecarbon's hardware probe runs here, outside every timed phase);
-    with a vLLM worker, a meter of its memory too (the model lives there)."""
-    metering = Metering.standard(
-        resolve_device(device), carbon_country, cuda_devices=executor.cuda_devices()
-    )
-    if backend != "vllm":
-        return metering, None
-    from harness.pipeline.backends.vllm import WorkerMemory
-
-    worker_memory = WorkerMemory()
-    metering.meters.insert(0, worker_memory)  # closed last: its peak_rss_mib is recorded
-    return metering, worker_memory
-
-
-def _start_vllm(
-    task: TaskSpec,
-    variant: VariantSpec,
-    device: str,
-    batch_size: int | None,
-    fixed_new_tokens: int | None,
-) -> VllmLoaded:
-    """The vLLM worker serving the built variant (the load phase of `--backend vllm`)."""
-    from harness.pipeline.backends.vllm import load_vllm
-
-    return load_vllm(
-        variant,
-        device=device,
-        batch_size=batch_size or task.batch_size,
-        max_new_tokens=fixed_new_tokens or task.generation_kwargs.max_new_tokens,
-        gen=task.generation_kwargs,
-        image_size=task.preprocessing.image.size,
-        progress=False,
-    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.data.dataset import EvalSet
@@ -19,6 +19,7 @@ from harness.metering.clock import BatchTiming
 from harness.metrics import METRICS, MetricScore, References, compute_metrics, parse_options
 from harness.models.load import LoadedVariant
 from harness.models.weights import weight_facts
+from harness.pipeline.backends import Backend, Transformers
 from harness.pipeline.checkpoint import (
     append_batch,
     checkpoint_key,
@@ -26,12 +27,11 @@ from harness.pipeline.checkpoint import (
     prediction_row,
 )
 from harness.pipeline.executor import Executor, Generated, predictions_in_order
-from harness.pipeline.generate import Prediction, generate_all
+from harness.pipeline.generate import Prediction
 from harness.progress import bars_wanted
 from harness.records.layout import PREDICTIONS_FILE, SAMPLES_FILE
 from harness.records.provenance import provenance
 from harness.records.record import (
-    BackendRef,
     DatasetRef,
     MetricValue,
     ModelRef,
@@ -65,7 +65,12 @@ class SeedRun:
     fixed_new_tokens: int | None = None
     progress: bool = True
     log: Log = print
-    backend: str = "hf"  # or "vllm": `loaded` is then served by a vLLM worker
+    engine: Backend = field(default_factory=Transformers)  # generates the captions
+
+    @property
+    def backend(self) -> str:
+        return self.engine.name
+
     # How memory was measured: Measurements fields rss_baseline_mib and memory_method
     memory: Mapping[str, object] | None = None
 
@@ -135,36 +140,16 @@ def generate(run: SeedRun) -> Generated:
             append_batch(checkpoint, preds, run.clean)
             bar.update(len(preds))
 
-        if run.backend == "vllm":
-            from harness.pipeline.backends import vllm
-
-            fresh = vllm.generate_all(
-                run.loaded,  # type: ignore[arg-type]
-                todo,
-                run.task.doc_to_text,
-                run.task.generation_kwargs,
-                run.seed,
-                run.batch_size,
-                run.task.preprocessing.image,
-                on_batch=on_batch,
-                fixed_new_tokens=run.fixed_new_tokens,
-                timings=timings,
-            )
-        else:
-            fresh = generate_all(
-                run.loaded.model,
-                run.loaded.processor,
-                run.loaded.family,
-                todo,
-                run.task.doc_to_text,
-                run.task.generation_kwargs,
-                run.seed,
-                run.batch_size,
-                run.task.preprocessing.image,
-                on_batch=on_batch,
-                fixed_new_tokens=run.fixed_new_tokens,
-                timings=timings,
-            )
+        fresh = run.engine.generate(
+            run.loaded,
+            todo,
+            run.task,
+            run.seed,
+            run.batch_size,
+            on_batch=on_batch,
+            fixed_new_tokens=run.fixed_new_tokens,
+            timings=timings,
+        )
     bar.close()
     return Generated(done, fresh, timings, phase.result)
 
@@ -292,16 +277,5 @@ def make_record(
         ),
         provenance=provenance(loaded.device_type),
         errors=errors,
-        backend=backend_ref(run),
+        backend=run.engine.ref(run.loaded),
     )
-
-
-def backend_ref(run: SeedRun) -> BackendRef:
-    """The engine of the run, its version and settings."""
-    if run.backend == "vllm":
-        from harness.pipeline.backends.vllm import backend_ref as vllm_ref
-
-        return BackendRef.model_validate(vllm_ref(run.loaded))  # type: ignore[arg-type]
-    import transformers
-
-    return BackendRef(name="hf", version=transformers.__version__)

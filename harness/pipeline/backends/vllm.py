@@ -444,3 +444,76 @@ def backend_ref(loaded: VllmLoaded) -> dict[str, Any]:
         "version": info.version,
         "settings": info.settings | {"torch": info.torch, "device": info.device},
     }
+
+
+class Vllm:
+    """The vLLM backend (`harness.pipeline.backends.Backend`): one worker per run, metered with
+    the harness's own process (the model lives in the worker)."""
+
+    name = "vllm"
+
+    def __init__(self) -> None:
+        from harness.pipeline.backends.vllm_process import WorkerMemory
+
+        self._memory = WorkerMemory()
+
+    def check(self, task: Any, variant: Any, mode: Any, executor: Any) -> None:
+        if mode.random_weights or executor.world_size > 1:
+            raise VllmError("--backend vllm runs trained weights in a single process")
+        preflight(variant, task.generation_kwargs)
+
+    def meters(self) -> list[Any]:
+        return [self._memory]  # first: its peak_rss_mib (both processes) is the one recorded
+
+    def load(
+        self,
+        task: Any,
+        variant: Any,
+        mode: Any,
+        *,
+        device: str,
+        batch_size: int,
+        fixed_new_tokens: int | None,
+        progress: bool,
+    ) -> VllmLoaded:
+        loaded = load_vllm(
+            variant,
+            device=device,
+            batch_size=batch_size,
+            max_new_tokens=fixed_new_tokens or task.generation_kwargs.max_new_tokens,
+            gen=task.generation_kwargs,
+            image_size=task.preprocessing.image.size,
+            progress=False,
+        )
+        self._memory.pid = loaded.worker_pid
+        return loaded
+
+    def generate(
+        self,
+        loaded: Any,
+        todo: Sequence[tuple[str, Callable[[], Any]]],
+        task: Any,
+        seed: int,
+        batch_size: int,
+        *,
+        on_batch: Callable[[list[Prediction]], None],
+        fixed_new_tokens: int | None,
+        timings: list[BatchTiming],
+    ) -> list[Prediction]:
+        return generate_all(
+            loaded,
+            todo,
+            task.doc_to_text,
+            task.generation_kwargs,
+            seed,
+            batch_size,
+            task.preprocessing.image,
+            on_batch=on_batch,
+            fixed_new_tokens=fixed_new_tokens,
+            timings=timings,
+        )
+
+    def ref(self, loaded: Any) -> Any:
+        from harness.records.record import BackendRef
+
+        return BackendRef.model_validate(backend_ref(loaded))
