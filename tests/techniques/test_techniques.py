@@ -230,9 +230,10 @@ def test_qlora_twin_beats_its_untuned_base_on_rouge_l(repo_root, sample_task) ->
     assert rouge["tiny-qwen2-vl-qlora"] > 1.5 * rouge["tiny-qwen2-vl"], rouge
 
 
-def test_build_command_builds_and_reuses(capsys) -> None:
+def test_build_command_builds_and_reuses(capsys, tmp_path, monkeypatch) -> None:
     from harness.cli import main
 
+    monkeypatch.setenv("ROCOBENCH_CACHE", str(tmp_path / "cache"))  # whatever ran before
     assert main(["build", "tiny-qwen2-vl-pruned", "--no-progress"]) == 0
     first = capsys.readouterr()
     assert "tiny-qwen2-vl-pruned:" in first.out and "built" in first.err
