@@ -1,5 +1,5 @@
 """Output of long work: no bar redraws in a log, `variant k of N` with an estimate of the time
-left, and a page after each variant so that an interrupted benchmark still leaves one."""
+left, and a page while it runs and on an interruption, so that a stopped benchmark leaves one."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def test_countdown_estimates_from_the_variants_that_did_work() -> None:
     assert fmt_duration(3725) == "1:02:05"
 
 
-def test_bench_renders_after_each_variant_and_an_interruption_leaves_a_page(
+def test_bench_renders_as_it_goes_and_an_interruption_leaves_a_page(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from harness.scale import pool

@@ -16,6 +16,8 @@ from harness.cli.common import (
 )
 from harness.specs import catalog
 
+RENDER_EVERY_S = 60.0  # between the pages rendered while the benchmark runs
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -24,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=f"Run suite {EMBEDDED_SUITE} (tasks/suites/{EMBEDDED_SUITE}.yaml: the "
         "bundled ROCOv2 sample × every embedded twin × its seeds), each variant's runs in a "
         "fresh process so that its memory figures are its own, and render the leaderboard "
-        "after each variant (an interrupted run still leaves a page).",
+        f"as variants finish (at most every {RENDER_EVERY_S:.0f} s, and at the end; an "
+        "interrupted run still leaves a page).",
         epilog="example: rocobench bench --results results --site site  "
         "(then open site/index.html)",
     )
@@ -111,23 +114,35 @@ def _bench(args: argparse.Namespace) -> int:
     )
     countdown = Countdown(len(variants))
     pages: list[Path] = []
+    rendered = {"at": float("-inf"), "stale": False}
 
-    def finished(vid: str, runs: list[Any]) -> None:
-        """After each variant: a page (so an interrupted bench leaves one) and the countdown."""
+    def render() -> None:
+        rendered.update(at=time.perf_counter(), stale=False)
         try:
             with span("render"):
                 pages.append(render_site(args.results, args.site))
         except ValueError as err:  # nothing to show yet
             print(f"page not rendered: {err}", file=sys.stderr)
+
+    def finished(vid: str, runs: list[Any]) -> None:
+        """After each variant: the countdown, and a page when the last one is old enough. A
+        render holds up the workers waiting for their next job, so they are spaced out."""
+        rendered["stale"] = True
+        if time.perf_counter() - rendered["at"] >= RENDER_EVERY_S:
+            render()
         did_work = any(not r.reused for r in runs)
         print(f"{vid}: {countdown.finish(time.perf_counter() - last[0], did_work)}",
               file=sys.stderr, flush=True)  # fmt: skip
         last[0] = time.perf_counter()
 
     last = [time.perf_counter()]
-    report = sweep_pool(
-        task, variants, str(args.results), options, workers=args.workers, on_variant=finished
-    )
+    try:
+        report = sweep_pool(
+            task, variants, str(args.results), options, workers=args.workers, on_variant=finished
+        )
+    finally:  # at the end, and when interrupted: a page of everything finished
+        if rendered["stale"]:
+            render()
     reused = sum(r.reused for r in report.runs)
     computed = len(report.runs) - reused
     for failure in report.failures:

@@ -12,9 +12,9 @@ scheduled on a local process pool:
 - variants whose runs are all finished, and whose builds are cached, are checked here in this
   process, so a fully cached suite starts no worker at all.
 
-Workers are started with `spawn` (a fresh interpreter: no forked torch thread pools), and each
-does one job: a variant's run never shares its process with another build or run, so its memory
-figures are its own (`harness.pipeline.fresh_process`).
+Workers are started with `spawn` (a fresh interpreter: no forked torch thread pools). A
+variant's run has a worker process of its own, shared with no other build or run, so its memory
+figures are its own (`harness.pipeline.fresh_process`); builds reuse theirs.
 """
 
 from __future__ import annotations
@@ -215,16 +215,21 @@ def _pooled(
 
     context = multiprocessing.get_context("spawn")
     pending: dict[Future[Any], _Job] = {}
-    # one job per worker process: a run never inherits another job's memory
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(threads,), max_tasks_per_child=1) as pool:  # fmt: skip
+    # A run gets a worker process of its own (it never inherits another job's memory); builds
+    # share theirs, which saves a start-up per build. At most `workers` jobs run at once.
+    with (
+        ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                            initargs=(threads,)) as builders,
+        ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                            initargs=(threads,), max_tasks_per_child=1) as runners,
+    ):  # fmt: skip
         while True:
             for job in ready()[: workers - len(pending)]:
                 started.add((job.kind, job.variant.id))
                 if job.kind == "build":
-                    future = pool.submit(build_variant, job.variant, options.device)
+                    future = builders.submit(build_variant, job.variant, options.device)
                 else:
-                    future = pool.submit(_fresh_run, task, job.variant, location, options)
+                    future = runners.submit(_fresh_run, task, job.variant, location, options)
                 pending[future] = job
             if not pending:
                 break
