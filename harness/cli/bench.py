@@ -114,7 +114,9 @@ def _bench(args: argparse.Namespace) -> int:
     )
     countdown = Countdown(len(variants))
     pages: list[Path] = []
-    rendered = {"at": float("-inf"), "stale": False}
+    # the first page once the benchmark has run a while, then every RENDER_EVERY_S; the final
+    # one (or the one left by an interruption) in any case
+    rendered = {"at": time.perf_counter(), "stale": False}
 
     def render() -> None:
         rendered.update(at=time.perf_counter(), stale=False)
