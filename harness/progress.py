@@ -12,6 +12,11 @@ import time
 from dataclasses import dataclass, field
 
 
+def log_line(msg: str) -> None:
+    """One finished step on stderr, flushed: the default log of runs, builds and sweeps."""
+    print(msg, file=sys.stderr, flush=True)
+
+
 def bars_wanted(progress: bool) -> bool:
     """Whether to draw progress bars: asked for, and stderr is a terminal."""
     isatty = getattr(sys.stderr, "isatty", None)

@@ -15,7 +15,6 @@ import datetime as dt
 import hashlib
 import json
 import shutil
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from harness.models.device import dtype_for, resolve_device
 from harness.models.families import family_for_model_type
 from harness.models.sources import BuildError, base_location, resolve
 from harness.paths import cache_dir
+from harness.progress import log_line
 from harness.spans import span, within
 from harness.specs import catalog
 from harness.specs.common import spec_hash
@@ -36,10 +36,6 @@ BUILD_FILE = "build.json"
 BUILD_FORMAT = 1
 Log = Callable[[str], None]
 Step = Callable[[Any, Any], None]  # (BuildContext, technique spec): one technique applied
-
-
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -128,7 +124,7 @@ def ensure_built(
     device: str = "auto",
     rebuild: bool = False,
     progress: bool = True,
-    log: Log = _stderr,
+    log: Log = log_line,
 ) -> BuiltVariant:
     """The variant's final state, building the technique chain first if its key is new."""
     location, revision, _ = base_location(spec)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -11,15 +10,12 @@ from harness.models.build import BuiltVariant, ensure_built
 from harness.models.device import dtype_for, resolve_device
 from harness.models.families import Family, family_for_model_type
 from harness.models.sources import BuildError, base_location, resolve
+from harness.progress import log_line
 from harness.specs.common import spec_hash
 from harness.specs.variant import VariantSpec
 from harness.techniques.context import load_model
 
 Log = Callable[[str], None]
-
-
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -69,7 +65,7 @@ class LoadedVariant:
 
 
 def load_variant(
-    spec: VariantSpec, device: str = "auto", *, progress: bool = True, log: Log = _stderr
+    spec: VariantSpec, device: str = "auto", *, progress: bool = True, log: Log = log_line
 ) -> LoadedVariant:
     """Build if needed, then load model and processor for inference."""
     from transformers import AutoConfig, AutoProcessor

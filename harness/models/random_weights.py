@@ -26,7 +26,6 @@ import hashlib
 import json
 import re
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -48,6 +47,7 @@ from harness.models.families import family_for_model_type
 from harness.models.load import LoadedVariant
 from harness.models.sources import BuildError
 from harness.paths import cache_dir
+from harness.progress import log_line
 from harness.records.store import atomic_folder
 from harness.specs.common import spec_hash
 from harness.specs.task import TaskSpec
@@ -70,10 +70,6 @@ _TOKEN_KEY = re.compile(r"token_(id|ids|index)$")
 
 class RandomWeightsError(BuildError):
     """A random-weight build is impossible; the message says why."""
-
-
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # -------------------------------------------------------------------------------- the base
@@ -196,7 +192,7 @@ def random_model(model_id: str, *, device: str = "cpu", dtype: Any = None) -> tu
     return model.eval(), random_processor(twin, config)
 
 
-def build_random_base(model_id: str, *, device: str = "cpu", log: Log = _stderr) -> Path:
+def build_random_base(model_id: str, *, device: str = "cpu", log: Log = log_line) -> Path:
     """The random-weight model folder for a Hub id, built first if needed, in the checkpoint's
     published dtype: the same bytes on disk as the real checkpoint."""
     out = random_base_dir(model_id)
@@ -232,7 +228,7 @@ def _release_gpu_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def random_base(spec: VariantSpec, device: str = "cpu", log: Log = _stderr) -> tuple[Path, str]:
+def random_base(spec: VariantSpec, device: str = "cpu", log: Log = log_line) -> tuple[Path, str]:
     """(model folder, recorded base name) of a variant's base with random weights. A twin's
     weights are random already: its folder is used as it is."""
     base = spec.base
@@ -309,7 +305,7 @@ def ensure_built_random(
     device: str = "auto",
     rebuild: bool = False,
     progress: bool = True,
-    log: Log = _stderr,
+    log: Log = log_line,
 ) -> BuiltVariant:
     """`build.ensure_built` for random weights: base, then the chain without training,
     cached in `<cache>/builds/<id>-random-<key>/`."""
@@ -335,7 +331,7 @@ def ensure_built_random(
 
 
 def load_variant_random(
-    spec: VariantSpec, device: str = "auto", *, progress: bool = True, log: Log = _stderr
+    spec: VariantSpec, device: str = "auto", *, progress: bool = True, log: Log = log_line
 ) -> LoadedVariant:
     """`harness.models.build.load_variant` for random weights (the record says so)."""
     from transformers import AutoConfig, AutoProcessor

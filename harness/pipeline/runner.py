@@ -9,7 +9,6 @@ safety (locks, checkpoints, resume) is in `harness.pipeline.checkpoint`.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from harness.pipeline.backends import backend_for
 from harness.pipeline.executor import Executor, SingleProcess
 from harness.pipeline.modes import TRAINED, Mode
 from harness.pipeline.seed import SeedRun, run_seed
+from harness.progress import log_line
 from harness.records.layout import RECORD_FILE, seed_dir
 from harness.records.store import read_record
 from harness.spans import span
@@ -32,10 +32,6 @@ from harness.specs.task import TaskSpec
 from harness.specs.variant import VariantSpec
 
 Log = Callable[[str], None]
-
-
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -194,7 +190,7 @@ def run_variant(
     engine = backend_for(backend)
     engine.check(task, variant, mode, executor)  # before the data, a lock or any build
     if log is None:
-        log = _stderr if executor.is_main else (lambda _: None)  # the other ranks would repeat
+        log = log_line if executor.is_main else (lambda _: None)  # the other ranks would repeat
     quiet_libraries()
     if mode.random_weights and executor.world_size > 1:
         raise BuildError("--random-weights runs in a single process")

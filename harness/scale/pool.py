@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from harness.progress import log_line
 from harness.scale.sweep import (
     Failure,
     RunResult,
@@ -42,10 +42,6 @@ from harness.specs.task import TaskSpec
 from harness.specs.variant import VariantSpec
 
 Log = Callable[[str], None]
-
-
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def usable_cores() -> int:
@@ -126,7 +122,7 @@ def sweep_pool(
     options: SweepOptions,
     *,
     workers: int | None = None,
-    log: Log = _stderr,
+    log: Log = log_line,
     on_variant: Callable[[str, list[RunResult]], None] | None = None,
 ) -> SweepReport:
     """Build and run every variant of the suite on `workers` processes (default: one per core).
