@@ -18,7 +18,7 @@ from harness.data.dataset import EvalSet
 from harness.metering.clock import BatchTiming
 from harness.pipeline.checkpoint import PARTIAL_FILE, read_checkpoint, run_lock
 from harness.pipeline.generate import Prediction
-from harness.records.record import Measurements, PhaseFigures, RunRecord
+from harness.records.record import PhaseFigures, RankFigures, RunRecord
 
 T = TypeVar("T")
 Todo = list[tuple[str, Callable[[], Any]]]  # (sample id, image loader) still to generate
@@ -27,12 +27,14 @@ Todo = list[tuple[str, Callable[[], Any]]]  # (sample id, image loader) still to
 @dataclass
 class Generated:
     """One seed's generation as the record sees it: predictions resumed from checkpoints, fresh
-    ones, the fresh batches' timings and the generate phase's figures."""
+    ones, the fresh batches' timings and the generate phase's figures (and, from a data-parallel
+    group, each rank's own)."""
 
     done: dict[str, Prediction]
     fresh: list[Prediction]
     timings: list[BatchTiming]
     figures: PhaseFigures
+    ranks: tuple[RankFigures, ...] = ()
 
 
 class Executor(Protocol):
@@ -77,10 +79,6 @@ class Executor(Protocol):
         """Every process's generation on the main process; None on the others."""
         ...
 
-    def annotate(self, measurements: Measurements) -> Measurements:
-        """The record's measurements with what only the executor knows (per-rank figures)."""
-        ...
-
     def finish(self, record: RunRecord | None, out_dir: Path) -> RunRecord:
         """The finished record on every process, checkpoints removed."""
         ...
@@ -118,9 +116,6 @@ class SingleProcess:
 
     def merge(self, generated: Generated) -> Generated | None:
         return generated
-
-    def annotate(self, measurements: Measurements) -> Measurements:
-        return measurements
 
     def finish(self, record: RunRecord | None, out_dir: Path) -> RunRecord:
         assert record is not None

@@ -22,7 +22,7 @@ from harness.models.sources import BuildError
 from harness.pipeline.backends import backend_for
 from harness.pipeline.executor import Executor, SingleProcess
 from harness.pipeline.modes import TRAINED, Mode
-from harness.pipeline.seed import SeedRun, run_seed
+from harness.pipeline.seed import SeedRun, generate_seed, record_seed
 from harness.progress import log_line
 from harness.records.layout import RECORD_FILE, seed_dir
 from harness.records.store import read_record
@@ -237,8 +237,8 @@ def run_variant(
             f"loaded  {variant.id} ({loaded.base}, {loaded.n_parameters / 1e6:.2f} M parameters, "
             f"{loaded.dtype} on {loaded.device_label}) in {load.result.wall_s:.1f} s"
         )
-        for seed, out in todo:
-            run = SeedRun(
+        runs = [
+            SeedRun(
                 task=task,
                 loaded=loaded,
                 evalset=evalset,
@@ -255,13 +255,21 @@ def run_variant(
                 engine=engine,
                 memory=memory,
             )
-            record = run_seed(run)
+            for seed, out in todo
+        ]
+        # Every seed's captions before any score: the scorers (BERTScore's backbone, WordNet)
+        # would otherwise sit in the process's memory while the next seed generates.
+        generated = [generate_seed(run) for run in runs]
+        for run, captions in zip(runs, generated, strict=True):
+            record = record_seed(run, captions)
             summary = ", ".join(f"{k} {v.value:.4f}" for k, v in record.metrics.items())
             summary = summary or f"not scored ({mode.name})"
             log(
-                f"done    {task.task} × {variant.id} seed {seed}: {summary} "
+                f"done    {task.task} × {variant.id} seed {run.seed}: {summary} "
                 f"({record.measurements.generate_s:.1f} s generation)"
             )
-            outcomes.append(Outcome(task.task, variant.id, seed, out / RECORD_FILE, reused=False))
+            outcomes.append(
+                Outcome(task.task, variant.id, run.seed, run.out_dir / RECORD_FILE, reused=False)
+            )
         del loaded
     return outcomes

@@ -1,5 +1,7 @@
 """One seed of (task, variant): resume → generate → write → score → record.
 
+A variant's seeds are generated first, then scored (`generate_seed`, then `record_seed`).
+
 Each step is a small function over a `SeedRun` (what the seed needs); the executor decides the
 few things that differ between one process and a data-parallel group (which images this process
 generates, merging on the main process, handing the record on). Every file is written atomically,
@@ -82,10 +84,17 @@ class SeedRun:
         return self.task.preprocessing.prediction.apply(text)
 
 
-def run_seed(run: SeedRun) -> RunRecord:
-    """Generate, score and record one seed; the finished record on every process."""
-    generated = run.executor.merge(generate(run))
-    if generated is None:  # a data-parallel rank other than the main one: it waits for the record
+def generate_seed(run: SeedRun) -> Generated | None:
+    """This process's share of the seed's captions, merged: every process's on the main one,
+    None on the others. A variant generates all its seeds before scoring any (`record_seed`), so
+    that no scorer is in the process's memory while a seed generates."""
+    return run.executor.merge(generate(run))
+
+
+def record_seed(run: SeedRun, generated: Generated | None) -> RunRecord:
+    """Write the seed's captions, score them and write its record; the record on every
+    process (a data-parallel rank other than the main one waits for it)."""
+    if generated is None:
         return run.executor.finish(None, run.out_dir)
     predictions = predictions_in_order(generated, run.evalset.ids)
     texts = [run.clean(p.text) for p in predictions]
@@ -221,6 +230,8 @@ def make_record(
     )
     if run.memory:
         measurements = measurements.model_copy(update=dict(run.memory))
+    if generated.ranks:  # a data-parallel group: each rank's own generation figures
+        measurements = measurements.model_copy(update={"ranks": list(generated.ranks)})
     # the weights as loaded here; a model served by another process (vLLM) reports its own size
     weights = weight_facts(loaded.model) if loaded.model is not None else None
     generation = task.generation_kwargs.model_dump(mode="json")
@@ -254,7 +265,7 @@ def make_record(
             )
             for name, s in scores.items()
         },
-        measurements=run.executor.annotate(measurements),
+        measurements=measurements,
         dataset=DatasetRef(
             path=evalset.path,
             name=evalset.name,

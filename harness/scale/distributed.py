@@ -36,7 +36,7 @@ from harness.metering.clock import BatchTiming
 from harness.pipeline.checkpoint import SHARD_GLOB, read_checkpoint, remove_checkpoints, run_lock
 from harness.pipeline.executor import Generated, Todo
 from harness.pipeline.generate import Prediction
-from harness.records.record import Measurements, PhaseFigures, RankFigures, RunRecord
+from harness.records.record import PhaseFigures, RankFigures, RunRecord
 
 T = TypeVar("T")
 
@@ -193,7 +193,6 @@ class DataParallel:
 
     def __init__(self, group: Group) -> None:
         self.group = group
-        self._ranks: list[RankFigures] = []
 
     @classmethod
     def join(cls, device: str = "auto") -> DataParallel | None:
@@ -277,18 +276,15 @@ class DataParallel:
         shares = group.gather(share)
         if shares is None:
             return None
-        self._ranks = [s.rank for s in shares]
+        ranks = tuple(s.rank for s in shares)
         done = {p.id: p for s in shares for p in s.done}
         return Generated(
             done=done,
             fresh=[p for s in shares for p in s.fresh if p.id not in done],
             timings=[t for s in shares for t in s.timings],
-            figures=combine_phases([r.generate for r in self._ranks]),
+            figures=combine_phases([r.generate for r in ranks]),
+            ranks=ranks,
         )
-
-    def annotate(self, measurements: Measurements) -> Measurements:
-        """The record's measurements with each rank's own generation figures."""
-        return measurements.model_copy(update={"ranks": list(self._ranks)})
 
     def finish(self, record: RunRecord | None, out_dir: Path) -> RunRecord:
         """Rank 0's finished record on every rank; then every rank drops its checkpoints."""

@@ -97,3 +97,27 @@ def test_half_the_weights_shows_less_memory(three_runs: list[RunRecord]) -> None
     saved = full.model.size_bytes - half.model.size_bytes
     # At least half of the weights' saving shows in the measured memory.
     assert variant_mib(full) - variant_mib(half) > 0.5 * saved / 2**20
+
+
+def test_a_seed_does_not_carry_the_scorers_of_the_seed_before(
+    repo_root: Path, tmp_path: Path
+) -> None:
+    """Seeds are generated before any is scored: BERTScore's backbone (about 100 MiB resident)
+    is not in the process while seed 1 generates, so both seeds show the variant's memory."""
+    from harness.specs.variant import load_variant
+
+    task = light_task(repo_root)
+    scorers = tuple(m for m in load_task(repo_root / "tasks/rocov2_sample.yaml").metric_list)
+    task = task.model_copy(
+        update={"metric_list": tuple(m for m in scorers if m.metric == "bertscore_f1")}
+    )
+    variant = load_variant(repo_root / "variants" / "tiny-llava.yaml")
+    outcomes = run_variant_in_fresh_process(
+        task, variant, tmp_path, seeds=[0, 1], limit=IMAGES, device="cpu", progress=False,
+        carbon_country="FRA",
+    )  # fmt: skip
+    first, second = (read_record(o.record) for o in outcomes)
+    assert "bertscore_f1" in first.metrics
+    scored = first.measurements.phases["score"].peak_rss_mib
+    assert scored is not None and scored > first.measurements.peak_rss_mib + 50  # the backbone
+    assert variant_mib(second) == pytest.approx(variant_mib(first), abs=25.0)
