@@ -395,7 +395,7 @@ def repository_problems(r: RunRecord, repo: Path, notes: list[str]) -> tuple[lis
         revision = task.dataset_kwargs.revision if task.dataset_kwargs else None
         if d.split != task.test_split:
             out.append(f"dataset.split: {d.split!r}, the task evaluates {task.test_split!r}")
-        if not str(task.dataset_path).startswith((".", "/")):
+        if not task.is_local:
             if d.path != task.dataset_path or (revision and d.revision != revision):
                 out.append(
                     f"dataset: {d.path}@{d.revision}, the task names {task.dataset_path}@{revision}"
@@ -440,7 +440,7 @@ def dataset_problems(
 
 def seed_problems(r: RunRecord, predictions: Sequence[Mapping[str, Any]] | None) -> list[str]:
     """Each caption's sampling seed derives from (declared run seed, sample id)."""
-    from harness.pipeline.generate import sample_seed
+    from harness.pipeline.prediction import sample_seed
 
     if predictions is None:
         return [f"{PREDICTIONS_FILE} is missing: the captions' seeds cannot be checked"]

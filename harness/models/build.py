@@ -78,18 +78,15 @@ def build_key(spec: VariantSpec) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def library_versions() -> dict[str, str]:
-    """The libraries a build's bytes depend on (part of every build key)."""
-    import torch
-    import transformers
+def library_versions(*names: str) -> dict[str, str]:
+    """The libraries a build's bytes depend on (part of every build key), as installed. Read
+    from the packages' metadata: working out a key imports none of them (peft alone takes
+    seconds), so a plan or a cached bench stays light."""
+    from harness.records.provenance import package_versions
 
-    versions = {"torch": torch.__version__, "transformers": transformers.__version__}
-    for name in ("peft", "bitsandbytes"):
-        try:
-            versions[name] = __import__(name).__version__
-        except ImportError:
-            versions[name] = "absent"
-    return versions
+    installed = package_versions()
+    wanted = names or ("torch", "transformers", "peft", "bitsandbytes")
+    return {name: installed.get(name, "absent") for name in wanted}
 
 
 def build_folder(spec: VariantSpec, key: str) -> Path:

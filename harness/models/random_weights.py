@@ -154,8 +154,6 @@ def _processor_files(twin: Path, out: Path, config: Any) -> None:
 
 
 def random_base_dir(model_id: str) -> Path:
-    import torch
-    import transformers
 
     from harness.models.twins import build_twin
 
@@ -166,7 +164,7 @@ def random_base_dir(model_id: str) -> Path:
         "seed": SEED,
         "config": raw,
         "twin": build_twin(family.name).name,
-        "versions": [torch.__version__, transformers.__version__],
+        "versions": list(library_versions("torch", "transformers").values()),
     }
     key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
     return cache_dir() / "random" / f"{config_path(model_id).stem}-{key}"

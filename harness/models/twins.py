@@ -138,9 +138,7 @@ def twin_config(family: Family, ids: Mapping[str, int], vocab: int, profile: str
 
 
 def twin_recipe(family: Family, seed: int, profile: str = "embedded") -> dict[str, Any]:
-    import tokenizers
-    import torch
-    import transformers
+    from harness.models.build import library_versions
 
     ids = {t: i for i, t in enumerate(family.special_tokens)}
     recipe = {
@@ -151,7 +149,7 @@ def twin_recipe(family: Family, seed: int, profile: str = "embedded") -> dict[st
         "config": twin_config(family, ids, 0, profile),
         "corpus_sha256": hashlib.sha256(TOKENIZER_CORPUS.read_bytes()).hexdigest(),
         "vocab": TOKENIZER_VOCAB,
-        "versions": [transformers.__version__, tokenizers.__version__, torch.__version__],
+        "versions": list(library_versions("transformers", "tokenizers", "torch").values()),
         "format": 1,
     }
     if profile != "embedded":  # the embedded recipe (and its cache key) stays as it was

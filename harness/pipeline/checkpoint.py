@@ -19,7 +19,7 @@ from typing import IO, Any
 from pydantic import ValidationError
 
 from harness.data.dataset import EvalSet
-from harness.pipeline.generate import Prediction
+from harness.pipeline.prediction import Prediction
 from harness.records.rows import CheckpointHeader, PredictionRow, dumps
 from harness.records.store import write_jsonl
 from harness.specs.common import spec_hash

@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 from harness.data.dataset import EvalSet
 from harness.metering.clock import BatchTiming
 from harness.pipeline.checkpoint import PARTIAL_FILE, read_checkpoint, run_lock
-from harness.pipeline.generate import Prediction
+from harness.pipeline.prediction import Prediction
 from harness.records.record import PhaseFigures, RankFigures, RunRecord
 
 T = TypeVar("T")

@@ -17,10 +17,8 @@ length.
 
 from __future__ import annotations
 
-import hashlib
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -29,16 +27,11 @@ from PIL import Image
 from harness.metering.clock import BatchClock, BatchTiming
 from harness.models.families import Family
 from harness.models.inputs import build_prompt, preprocess_image
+from harness.pipeline.prediction import Prediction, batches, sample_seed
 from harness.records.store import stable_error
 from harness.specs.task import GenerationKwargs, ImagePreprocessing
 
 GUMBEL_EPS = 1e-20
-
-
-def sample_seed(run_seed: int, sample_id: str) -> int:
-    """A 63-bit seed from (run seed, sample id): stable across machines and Python runs."""
-    digest = hashlib.sha256(f"{run_seed}\x1f{sample_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
 
 
 class SeededSampler:
@@ -84,15 +77,6 @@ class SeededSampler:
         return out.scatter_(-1, choice, 0.0)
 
 
-@dataclass(frozen=True)
-class Prediction:
-    id: str
-    text: str
-    new_tokens: int
-    sample_seed: int
-    error: str | None = None  # the image could not be loaded: no caption was generated
-
-
 def _eos_ids(model: Any, processor: Any) -> list[int]:
     eos = model.generation_config.eos_token_id
     if eos is None:
@@ -125,11 +109,6 @@ def pinned_generation_config(
         pad_token_id=eos[0],  # pad = eos, as the study does
         bos_token_id=model.generation_config.bos_token_id,
     )
-
-
-def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def batch_inputs(

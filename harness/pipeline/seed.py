@@ -29,7 +29,7 @@ from harness.pipeline.checkpoint import (
     prediction_row,
 )
 from harness.pipeline.executor import Executor, Generated, predictions_in_order
-from harness.pipeline.generate import Prediction
+from harness.pipeline.prediction import Prediction
 from harness.progress import bars_wanted
 from harness.records.layout import PREDICTIONS_FILE, SAMPLES_FILE
 from harness.records.provenance import provenance

@@ -35,7 +35,7 @@ from harness.data.dataset import EvalSet
 from harness.metering.clock import BatchTiming
 from harness.pipeline.checkpoint import SHARD_GLOB, read_checkpoint, remove_checkpoints, run_lock
 from harness.pipeline.executor import Generated, Todo
-from harness.pipeline.generate import Prediction
+from harness.pipeline.prediction import Prediction
 from harness.records.record import PhaseFigures, RankFigures, RunRecord
 
 T = TypeVar("T")

@@ -59,12 +59,16 @@ def default_workers(device: str) -> int:
 
 
 def _init_worker(threads: int) -> None:
-    """Before torch is imported in the worker: its thread pools take these sizes."""
+    """Before torch is imported in the worker: its thread pools take these sizes. Libraries
+    are quieted here, before a build imports them, as `run_variant` does for runs."""
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[name] = str(threads)
     import torch
 
+    from harness.pipeline.runner import quiet_libraries
+
     torch.set_num_threads(threads)
+    quiet_libraries()
 
 
 def _training_steps(variant: VariantSpec) -> int:

@@ -72,6 +72,16 @@ def test_spec_commands_import_no_torch(args: list[str]) -> None:
     assert heavy == []
 
 
+def test_a_plan_imports_no_torch(tmp_path: Path) -> None:
+    """`--dry-run` works out build keys (teachers included) and reuse without a model library:
+    the same plan is a cached `rocobench bench`'s first step."""
+    variants = ["tiny-llava-kd-qlora-pruned", "tiny-qwen2-vl-qlora", "tiny-mllama-pruned"]
+    args = ["run", "--task", "rocov2_sample", "--dry-run", "--results", str(tmp_path)]
+    code, heavy = _heavy_modules([*args, *(a for v in variants for a in ("--variant", v))], REPO)
+    assert code == 0
+    assert heavy == []
+
+
 def test_score_without_bertscore_imports_no_torch(pairs: Path) -> None:
     metrics = "bleu1,bleu4,rouge_1,rouge_l,meteor,cider,concept_f1,modality_acc"
     code, heavy = _heavy_modules(["score", "--pairs", str(pairs), "--metrics", metrics], REPO)

@@ -7,7 +7,7 @@ from pathlib import Path
 from harness.data.dataset import EvalSet
 from harness.pipeline.checkpoint import PARTIAL_FILE, append_batch, open_checkpoint
 from harness.pipeline.executor import Generated, SingleProcess, predictions_in_order
-from harness.pipeline.generate import Prediction
+from harness.pipeline.prediction import Prediction
 
 
 def _evalset(ids: list[str]) -> EvalSet:

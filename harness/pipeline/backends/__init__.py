@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     from harness.metering.clock import BatchTiming
     from harness.models.load import LoadedVariant
     from harness.pipeline.executor import Executor
-    from harness.pipeline.generate import Prediction
     from harness.pipeline.modes import Mode
+    from harness.pipeline.prediction import Prediction
     from harness.records.record import BackendRef
     from harness.specs.task import TaskSpec
     from harness.specs.variant import VariantSpec

@@ -34,7 +34,7 @@ from harness.pipeline.backends.vllm_process import (
     available,
     vllm_python,
 )
-from harness.pipeline.generate import Prediction, batches, sample_seed
+from harness.pipeline.prediction import Prediction, batches, sample_seed
 from harness.specs.task import GenerationKwargs, ImagePreprocessing
 
 __all__ = [
