@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import harness.metrics.stats as stats
+from harness.registry import METRICS
 
 # leaderboard.view's MetricCell, Row and TaskTable: this module sits below the view, which
 # calls it, so it names them without importing them.
@@ -49,28 +50,14 @@ def t975(df: int) -> float:
 
 
 ALPHA = 0.05
-# Ranges of the known metrics; intervals never leave them. CIDEr-D (pycocoevalcap) is ×10.
-METRIC_RANGES: dict[str, tuple[float, float]] = {
-    "bleu": (0.0, 1.0),
-    "bleu1": (0.0, 1.0),
-    "bleu4": (0.0, 1.0),
-    "rouge_1": (0.0, 1.0),
-    "rouge_l": (0.0, 1.0),
-    "meteor": (0.0, 1.0),
-    "bertscore_f1": (-1.0, 1.0),
-    "bertscore_precision": (-1.0, 1.0),
-    "bertscore_recall": (-1.0, 1.0),
-    "cider": (0.0, 10.0),
-    "concept_f1": (0.0, 1.0),
-    "modality_acc": (0.0, 1.0),
-}
 BOOTSTRAP_METHOD = "bootstrap over images, seeds averaged"
 # Recorded scores are kept at full precision: per-image data must give the same value.
 AGREEMENT = 5e-5
 
 
 def clip(interval: tuple[float, float], metric: str) -> tuple[float, float]:
-    lo, hi = METRIC_RANGES.get(metric, (-math.inf, math.inf))
+    """The interval cut to the values the metric can take (registered with it)."""
+    lo, hi = METRICS.get(metric).bounds if metric in METRICS else (-math.inf, math.inf)
     return (min(max(interval[0], lo), hi), max(min(interval[1], hi), lo))
 
 

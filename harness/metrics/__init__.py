@@ -10,6 +10,8 @@ from __future__ import annotations
 from harness.metrics.base import (
     METRICS,
     RESULT_DETAILS,
+    SHARE,
+    UNBOUNDED,
     Metric,
     MetricOptions,
     MetricScore,
@@ -23,6 +25,8 @@ from harness.metrics.base import (
 __all__ = [
     "METRICS",
     "RESULT_DETAILS",
+    "SHARE",
+    "UNBOUNDED",
     "Metric",
     "MetricOptions",
     "MetricScore",

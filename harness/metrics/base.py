@@ -17,6 +17,7 @@ Heavy libraries are imported inside the metrics, so importing a metric module st
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -92,6 +93,9 @@ Resampler = Callable[[Sequence[str], References, MetricOptions], "Statistic"]
 # two scores were computed the same way (rocobench compare, the leaderboard's columns).
 RESULT_DETAILS = frozenset({"confusion", "n_scored", "parts", "missing_why"})
 
+UNBOUNDED = (-math.inf, math.inf)
+SHARE = (0.0, 1.0)  # precisions, recalls, F-measures, accuracies
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -104,6 +108,9 @@ class Metric:
     resampler: Resampler | None = None
     label: str = ""  # the column heading on the leaderboard ("" : the name)
     order: int = 1000  # the column position: Table I's order first
+    # The values it can take: intervals are cut to them (a bootstrap or t interval near 0 of a
+    # share would otherwise reach below it).
+    bounds: tuple[float, float] = UNBOUNDED
 
     @property
     def display(self) -> str:
@@ -157,13 +164,14 @@ def metric(
     resampler: Resampler | None = None,
     label: str = "",
     order: int = 1000,
+    bounds: tuple[float, float] = UNBOUNDED,
 ) -> Callable[[Compute], Compute]:
     """Register the decorated compute function as metric `name`, shown as `label` in column
-    `order` on the leaderboard."""
+    `order` on the leaderboard, with values within `bounds`."""
 
     def decorate(compute: Compute) -> Compute:
         entry = Metric(
-            name, options, compute, higher_is_better, description, resampler, label, order
+            name, options, compute, higher_is_better, description, resampler, label, order, bounds
         )
         METRICS.add(name, entry)
         return compute

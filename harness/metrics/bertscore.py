@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import statistics
 import warnings
@@ -124,6 +125,8 @@ def _scorer(model: str, num_layers: int, options: BERTScoreOptions, device: str)
     options=BERTScoreOptions,
     label="BERTScore-F1",
     order=60,
+    # a cosine F1, at most 1; rescaled with a baseline b it reaches (−1 − b) / (1 − b) below −1
+    bounds=(-math.inf, 1.0),
     description=(
         "Mean over pairs of the F1 of bert_score.score(predictions, references, model_type, "
         "num_layers, idf, lang, rescale_with_baseline) (bert-score 0.3.13; idf weights, when on, "

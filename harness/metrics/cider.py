@@ -38,6 +38,7 @@ def cider_tokens(text: str) -> str:
     "cider",
     label="CIDEr",
     order=70,
+    bounds=(0.0, 10.0),  # pycocoevalcap's CIDEr-D is ×10
     description=(
         "pycocoevalcap.cider.Cider().compute_score({i: [tok(reference_i)]}, {i: [tok("
         "prediction_i)]}) (CIDEr-D as in the COCO caption evaluation: n-grams 1-4, sigma 6, "

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from harness.metrics.base import Detail, MetricOptions, MetricScore, References, metric
+from harness.metrics.base import SHARE, Detail, MetricOptions, MetricScore, References, metric
 
 if TYPE_CHECKING:
     from harness.metrics.stats import Statistic
@@ -66,6 +66,7 @@ def _concept_f1_scores(
     options=ConceptF1Options,
     label="Concept F1",
     order=80,
+    bounds=SHARE,
     description=(
         "Mean over images of the F1 between the UMLS concepts (CUIs of ROCOv2's cui_mapping.csv) "
         "found in the prediction by harness.data.concepts' dictionary matcher and the reference "
@@ -120,6 +121,7 @@ def _modality_scores(pairs: Sequence[tuple[str, str] | None]) -> list[float | No
     "modality_acc",
     label="Modality acc.",
     order=90,
+    bounds=SHARE,
     description=(
         "Share of images whose prediction names the reference's imaging modality (ct, mri, "
         "xray, ultrasound, angiography, pet, nuclear; harness.data.concepts.MODALITY_TERMS, first "

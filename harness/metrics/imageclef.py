@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from harness.metrics.base import (
+    SHARE,
     Detail,
     MetricOptions,
     MetricScore,
@@ -181,6 +182,7 @@ def rouge1_per_pair(predictions: Sequence[str], references: Sequence[str]) -> li
     "imageclef_rouge_1",
     label="ImageCLEF ROUGE-1",
     order=220,
+    bounds=SHARE,
     description=(
         "ImageCLEFmedical Caption 2026's ROUGE-1: mean over pairs of the F-measure of "
         "rouge_score.RougeScorer(['rouge1'], use_stemmer=False).score(normalised reference, "

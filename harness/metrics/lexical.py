@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from harness.metrics.base import (
+    SHARE,
     Compute,
     Detail,
     MetricOptions,
@@ -108,6 +109,7 @@ metric(
     "bleu4",
     label="BLEU-4",
     order=20,
+    bounds=SHARE,
     description=(
         "sacrebleu.corpus_bleu(predictions, [references]) with sacrebleu's defaults (BLEU-4, "
         "13a tokenisation, case-sensitive, exp smoothing), score / 100. Per pair: "
@@ -120,6 +122,7 @@ metric(
     "bleu1",
     label="BLEU-1",
     order=10,
+    bounds=SHARE,
     description=(
         "sacrebleu.metrics.BLEU(max_ngram_order=1).corpus_score(predictions, [references]), "
         "sacrebleu's defaults otherwise (13a tokenisation, case-sensitive, brevity penalty), "
@@ -153,12 +156,17 @@ _ROUGE_TEXT = (
     "use_stemmer=False).score(reference, prediction) (rouge-score's tokeniser: lower-cased, "
     "non-alphanumerics removed)."
 )
-metric("rouge_1", label="ROUGE-1", order=30, description=_ROUGE_TEXT.format(kind="rouge1"))(
-    _rouge("rouge1")
-)
-metric("rouge_l", label="ROUGE-L", order=40, description=_ROUGE_TEXT.format(kind="rougeL"))(
-    _rouge("rougeL")
-)
+for _name, _kind, _label, _order in (
+    ("rouge_1", "rouge1", "ROUGE-1", 30),
+    ("rouge_l", "rougeL", "ROUGE-L", 40),
+):
+    metric(
+        _name,
+        label=_label,
+        order=_order,
+        bounds=SHARE,
+        description=_ROUGE_TEXT.format(kind=_kind),
+    )(_rouge(_kind))
 
 
 # --- METEOR --------------------------------------------------------------------------------------
@@ -202,6 +210,7 @@ def _memo_wordnet(reader: Any) -> _MemoWordNet:
     "meteor",
     label="METEOR",
     order=50,
+    bounds=SHARE,
     description=(
         "Mean over pairs of nltk.translate.meteor_score.meteor_score([wordpunct_tokenize("
         "reference)], wordpunct_tokenize(prediction)) with NLTK's defaults (alpha 0.9, beta 3, "

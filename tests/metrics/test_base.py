@@ -39,3 +39,24 @@ def test_every_metric_has_a_label_and_table_order() -> None:
     every = [METRICS.get(n) for n in METRICS.names()]
     assert all(m.label for m in every) and len({m.order for m in every}) == len(every)
     assert names[:2] == ("bleu1", "bleu4")  # Table I's order
+
+
+def test_registered_bounds_hold_at_the_extremes() -> None:
+    """Each default metric's registered bounds (the page cuts its intervals to them) contain
+    what it gives for identical, unrelated and empty captions, and are finite where a share."""
+    from harness.metrics import SHARE
+    from harness.specs import catalog
+
+    task = catalog.task("rocov2_sample")
+    requests = [(m.metric, parse_options(m.metric, m.kwargs)) for m in task.metric_list]
+    references = ["CT of the chest shows a mass in the left lung.", "Axial MRI of the knee."] * 2
+    predictions = [references[0], "zzz qqq", "", "MRI of the knee"]
+    scores = compute_metrics(requests, predictions, References(tuple(references)), resamples=0)
+    eps = 1e-12  # sacrebleu's sentence BLEU of an identical pair is 100.00000000000004 / 100
+    for name, score in scores.items():
+        lo, hi = METRICS.get(name).bounds
+        values = [score.value, *(score.per_sample or [])]
+        assert all(lo - eps <= v <= hi + eps for v in values), name
+    shares = {"bleu4", "rouge_l", "meteor", "concept_f1", "modality_acc"}
+    assert all(METRICS.get(n).bounds == SHARE for n in shares)
+    assert METRICS.get("cider").bounds == (0.0, 10.0)
