@@ -173,28 +173,33 @@ def test_fixed_length_mode_gives_exactly_n_tokens(served, evalset, sample_task) 
 
 @needs_vllm
 def test_run_writes_a_vllm_record_and_a_marked_row(tmp_path: Path, repo_root: Path) -> None:
-    """The CLI end to end on the shipped embedded twin: a record in seed-0-vllm/ with the
-    engine's version and settings, and a leaderboard row of its own marked vLLM."""
+    """The CLI end to end on the shipped embedded twin, beside a transformers run of the same
+    seed: a record in seed-0-vllm/ with the engine's version and settings, and a leaderboard row
+    of its own marked vLLM that the record checks accept (not a duplicate of seed-0/). A batch
+    of 16 LLaVA prompts (~280 tokens each) is more than vLLM's default CPU step budget: it must
+    be prefilled whole, since a partial prefill rewinds a CPU generator, which fails."""
     results, site = tmp_path / "results", tmp_path / "site"
-    cmd = [sys.executable, "-m", "harness.cli", "run", "--task", "rocov2_sample", "--variant",
-           "tiny-llava", "--backend", "vllm", "--seeds", "0", "--limit", "4",
-           "--batch-size", "4", "--results", str(results), "--no-progress"]  # fmt: skip
-    done = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-2000:]
+    for backend in ("hf", "vllm"):
+        cmd = [sys.executable, "-m", "harness.cli", "run", "--task", "rocov2_sample", "--variant",
+               "tiny-llava", "--backend", backend, "--seeds", "0", "--limit", "16",
+               "--batch-size", "16", "--results", str(results), "--no-progress"]  # fmt: skip
+        done = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-2000:]
     folder = results / "rocov2_sample" / "tiny-llava" / "seed-0-vllm"
     record = json.loads((folder / "record.json").read_text())
     assert record["backend"]["name"] == "vllm"
     assert record["backend"]["version"]
-    assert record["backend"]["settings"]["engine_args"]["max_num_seqs"] == 4
+    assert record["backend"]["settings"]["engine_args"]["max_num_seqs"] == 16
     m = record["measurements"]
-    assert m["n_images"] == 4 and m["ttft_p50_ms"] > 0 and m["decode_ms_per_token"] > 0
+    assert m["n_images"] == 16 and m["ttft_p50_ms"] > 0 and m["decode_ms_per_token"] > 0
     assert m["peak_rss_mib"] > 200  # the worker holds the engine: counted with this process
-    assert not (results / "rocov2_sample" / "tiny-llava" / "seed-0").exists()
 
     from leaderboard.render import render_site
 
     index = render_site(results, site).read_text()
     assert f"vLLM {record['backend']['version']}" in index
+    assert index.count('data-status-badge="checked"') == 2  # both rows
+    assert 'data-status-badge="rejected"' not in index
     (page,) = (site / "v").glob("*tiny-llava--vllm.html")
     assert "--backend vllm" in page.read_text()
 
@@ -250,6 +255,13 @@ def test_missing_environment_is_one_clear_error(monkeypatch, tmp_path) -> None:
     assert not vllm.available()
     with pytest.raises(vllm.VllmError, match="make install-vllm"):
         vllm.vllm_python()
+
+
+def test_cpu_steps_prefill_every_prompt_of_a_batch_whole() -> None:
+    common = {"dtype": "float32", "max_new_tokens": 128, "seed": 0}
+    cpu = vllm.engine_args(device="cpu", batch_size=16, **common)
+    assert cpu["max_num_batched_tokens"] == 16 * cpu["max_model_len"] >= 16 * 282
+    assert "max_num_batched_tokens" not in vllm.engine_args(device="cuda", batch_size=16, **common)
 
 
 def test_sampling_settings_pin_every_parameter() -> None:

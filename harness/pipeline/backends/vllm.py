@@ -145,6 +145,12 @@ def engine_args(
         "enforce_eager": device == "cpu",  # graph capture and compilation cost more than they
         # save on twins and CPUs
     }
+    if device == "cpu":
+        # A step that prefills only part of a prompt (chunked prefill: LLaVA's 16 prompts of ~280
+        # tokens exceed the CPU default of 4,096) makes vLLM rewind that request's generator,
+        # which a CPU generator cannot do ("CPU Generator does not use offset"): a budget that
+        # holds every prompt of a batch whole leaves no partial prefill.
+        args["max_num_batched_tokens"] = batch_size * args["max_model_len"]
     if mm_processor_kwargs:
         args["mm_processor_kwargs"] = dict(mm_processor_kwargs)
     return args
