@@ -7,9 +7,9 @@ images/s. Every caption is exactly `--tokens` new tokens (EOS ignored) so that b
 work; one warm-up batch per backend is discarded; sampling uses the study's settings with the
 harness's per-sample seeds.
 
-- `--tiny` (the default without a GPU): the twins vLLM can serve on the CPU (`twin: F@vllm`,
-  head size 32) of each family in `--families`. Memory is resident memory: this process with
-  the model for transformers, this process plus the worker's process tree for vLLM.
+- `--tiny` (the default without a GPU): the embedded twins (`twin: F`, head size 32) of each
+  family in `--families`. Memory is resident memory: this process with the model for
+  transformers, this process plus the worker's process tree for vLLM.
 - Without `--tiny` on a GPU: the published architecture of `--model` with random weights
   (`harness.models.random_weights`, nothing downloaded), bf16. Memory is NVML's used memory of the
   whole device (vLLM reserves `--gpu-memory-utilization` of it up front for its KV cache, so
@@ -167,7 +167,7 @@ def _nvml_used_mib() -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tiny", action="store_true", help="the vLLM-profile twins (CPU)")
+    parser.add_argument("--tiny", action="store_true", help="the embedded twins (CPU)")
     parser.add_argument("--families", default="llava,qwen2_vl", help="with --tiny")
     parser.add_argument("--model", choices=sorted(MODELS), default="qwen2-vl-2b")
     parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         from harness.models.twins import build_twin
 
         for family in [f.strip() for f in args.families.split(",") if f.strip()]:
-            targets.append((build_twin(family, profile="vllm"), f"tiny {family} twin (vllm)"))
+            targets.append((build_twin(family), f"tiny {family} twin"))
     else:
         from harness.models.random_weights import build_random_base, random_base_dir
         from harness.models.twins import hub_layout_copy

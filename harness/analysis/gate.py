@@ -1,8 +1,9 @@
 """The record checks the regression gate runs before it compares anything.
 
 Every record under the results folder is checked as `rocobench verify --quick` checks it
-(`harness.analysis.verify`, depth `samples`); then no (task, variant, seed) may appear twice,
-and each (task, variant) of the baseline's `runs` section must have all its seeds, on the same
+(`harness.analysis.verify`, depth `samples`); then no (task, variant, seed) may appear twice
+per engine (a vLLM run of a seed is its own run), and each (task, variant) of the baseline's
+`runs` section must have all its seeds from transformers runs (the ones compared), on the same
 evaluated ids. Any problem fails the gate: a record that does not follow from its samples is
 never compared as if it did.
 """
@@ -27,20 +28,20 @@ def gate_problems(results: Path, runs: Mapping[str, Mapping[str, Any]] | None) -
         ((f.path, f.label, f.contributor, False) for f in files), depth="samples"
     )
     out = [f"{v.path}: {why}" for v in verdicts for why in v.reasons]
-    seen: dict[tuple[str, str, int, Any], str] = {}
+    seen: dict[tuple[str, str, int, Any, str], str] = {}
     found: dict[tuple[str, str], tuple[set[int], set[str]]] = {}
     for v in verdicts:
         r = v.record
         if r is None or r.model.random_weights:
             continue
-        key = (r.task, r.variant, r.seed, r.measurements.fixed_new_tokens)
+        key = (r.task, r.variant, r.seed, r.measurements.fixed_new_tokens, r.backend.name)
         if key in seen:
             out.append(
                 f"{v.path}: a second record of task {r.task}, variant {r.variant}, "
                 f"seed {r.seed} (first: {seen[key]})"
             )
         seen.setdefault(key, v.path)
-        if not r.measurements.fixed_new_tokens:
+        if not r.measurements.fixed_new_tokens and r.backend.name == "hf":
             seeds, ids = found.setdefault((r.task, r.variant), (set(), set()))
             seeds.add(r.seed)
             ids.add(r.dataset.ids_sha256)
@@ -66,8 +67,8 @@ def baseline_runs(results: Path) -> dict[str, dict[str, dict[str, Any]]]:
 
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for _, r in find_records(Path(results)):
-        if r.model.random_weights or r.measurements.fixed_new_tokens:
-            continue
+        if r.model.random_weights or r.measurements.fixed_new_tokens or r.backend.name != "hf":
+            continue  # not what `regress` compares
         entry = out.setdefault(r.task, {}).setdefault(r.variant, {"seeds": [], "ids_sha256": ""})
         entry["seeds"] = sorted({*entry["seeds"], r.seed})
         entry["ids_sha256"] = r.dataset.ids_sha256

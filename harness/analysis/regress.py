@@ -179,8 +179,8 @@ def baseline_json(
 ) -> dict[str, Any]:
     tol = {"default": Tolerance().as_dict()} | {n: t.as_dict() for n, t in tolerances.items()}
     # `runs`: each (task, variant)'s seeds and evaluated-ids hash, required of the results
-    extra = {} if runs is None else {"runs": runs}
-    return extra | {
+    extra = {} if runs is None else {"runs": runs}  # last: an update's diff starts at the means
+    return {
         "format": BASELINE_FORMAT,
         "tolerances": dict(sorted(tol.items(), key=lambda kv: (kv[0] != "default", kv[0]))),
         "results": {
@@ -198,7 +198,7 @@ def baseline_json(
             }
             for task, variants in sorted(table.items())
         },
-    }
+    } | extra
 
 
 def write_baseline(

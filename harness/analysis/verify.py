@@ -517,6 +517,7 @@ def record_key(v: Verdict) -> tuple[str, str, int, str, str, str] | None:
     m = r.measurements
     kind = f"fixed-{m.fixed_new_tokens}" if m.fixed_new_tokens else "natural"
     kind += "-random" if r.model.random_weights else ""
+    kind += "" if r.backend.name == "hf" else f"-{r.backend.name}"  # another engine: another run
     return (r.task, r.variant, r.seed, hardware_name(r.provenance.hardware), v.contributor, kind)
 
 

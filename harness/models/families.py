@@ -4,6 +4,10 @@ Everything else in the harness is architecture-agnostic and talks to models thro
 `AutoModelForImageTextToText` / `AutoProcessor`. Each family also knows how to build its tiny
 random-weight twin (see `harness.models.twins`), so tests exercise the same loading path a Hub
 id takes.
+
+Twin sizes: hidden width 64 in both towers, attention heads of size 32 (two per layer; vLLM's CPU
+attention kernels take no narrower heads), FFN width 128. Grouped-query attention where the real
+model has it (Qwen2-VL, Llama-3.2: 2 query heads per KV head), plain multi-head in LLaVA's Vicuna.
 """
 
 from __future__ import annotations
@@ -80,30 +84,32 @@ def _qwen_config(ids: TokenIds, vocab: int) -> dict[str, Any]:
         "video_token_id": ids["<|video_pad|>"],
         "vision_start_token_id": ids["<|vision_start|>"],
         "vision_end_token_id": ids["<|vision_end|>"],
-        "tie_word_embeddings": True,  # as in Qwen2-VL-2B
+        # Untied, as in Qwen2-VL-7B (2B ties them): a random model whose output layer is its
+        # input embedding keeps repeating its last token (that token's own logit dominates).
+        "tie_word_embeddings": False,
         "text_config": {
             "vocab_size": vocab,
             "hidden_size": 64,
             "intermediate_size": 128,
             "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,  # grouped-query attention, like the real 12:2
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,  # grouped-query attention, like the real 12:2
             "max_position_embeddings": 4096,
             "rope_parameters": {
                 "rope_type": "default",
                 "rope_theta": 1000000.0,
-                "mrope_section": [2, 3, 3],  # sums to head_dim / 2
+                "mrope_section": [4, 6, 6],  # sums to head_dim / 2, in the real 16:24:24 ratio
             },
             "bos_token_id": ids["<|endoftext|>"],
             "eos_token_id": ids["<|im_end|>"],
             "pad_token_id": ids["<|endoftext|>"],
-            "tie_word_embeddings": True,
+            "tie_word_embeddings": False,
         },
         "vision_config": {
             "depth": 2,
             "embed_dim": 64,
             "hidden_size": 64,  # projector output = text hidden size
-            "num_heads": 4,
+            "num_heads": 2,
             "mlp_ratio": 2,
             "patch_size": 14,
             "spatial_merge_size": 2,
@@ -186,7 +192,7 @@ def _mllama_config(ids: TokenIds, vocab: int) -> dict[str, Any]:
             "intermediate_size": 128,
             "num_hidden_layers": 2,
             "num_global_layers": 1,
-            "attention_heads": 4,
+            "attention_heads": 2,
             "image_size": 224,
             "patch_size": 14,
             "max_num_tiles": 4,
@@ -199,8 +205,8 @@ def _mllama_config(ids: TokenIds, vocab: int) -> dict[str, Any]:
             "intermediate_size": 128,
             "num_hidden_layers": 3,
             "cross_attention_layers": [1],  # the real 40-layer stack has 8 of them
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,  # the real 32:8
             "max_position_embeddings": 131072,
             "rope_parameters": {
                 "rope_type": "llama3",
@@ -287,7 +293,7 @@ def _llava_config(ids: TokenIds, vocab: int) -> dict[str, Any]:
             "hidden_size": 64,
             "intermediate_size": 128,
             "num_hidden_layers": 2,
-            "num_attention_heads": 4,
+            "num_attention_heads": 2,
             "image_size": 224,
             "patch_size": 14,
             "projection_dim": 64,
@@ -298,8 +304,8 @@ def _llava_config(ids: TokenIds, vocab: int) -> dict[str, Any]:
             "hidden_size": 64,
             "intermediate_size": 128,
             "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 4,  # plain multi-head attention, like Llama-2 / Vicuna-7B
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,  # plain multi-head attention, like Llama-2 / Vicuna-7B
             "max_position_embeddings": 4096,
             "bos_token_id": ids["<s>"],
             "eos_token_id": ids["</s>"],

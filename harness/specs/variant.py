@@ -31,9 +31,7 @@ class BaseModelRef(Frozen):
 
     model: str | None = None
     revision: str | None = None
-    # A family name: the tiny random-weight twin built locally; `family@vllm` for the twin vLLM
-    # can serve on the CPU (harness.models.twins.PROFILES).
-    twin: str | None = None
+    twin: str | None = None  # a family name: the tiny random-weight twin built locally
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     # True only for a Hub model on the allowlist (harness.specs.policy.ALLOWLIST_PATH); the
     # loaders never pass it on to transformers, so a model's own code is still not run.
@@ -44,11 +42,8 @@ class BaseModelRef(Frozen):
         if (self.model is None) == (self.twin is None):
             raise ValueError("give exactly one of `model` (Hub id or folder) or `twin`")
         if self.twin is not None:
-            family, _, profile = self.twin.partition("@")
-            if family not in FAMILIES:
-                raise ValueError(FAMILIES.unknown_message(family))
-            if profile not in ("", "vllm"):
-                raise ValueError(f"twin profile {profile!r}: the only one is 'vllm'")
+            if self.twin not in FAMILIES:
+                raise ValueError(FAMILIES.unknown_message(self.twin))
             if self.revision is not None:
                 raise ValueError("an embedded twin has no revision")
         elif not self.is_local and (self.revision is None or not COMMIT.match(self.revision)):

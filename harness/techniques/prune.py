@@ -19,9 +19,9 @@ Heads (GQA-aware)
       keeps the same number of query heads, k = max(1, round_half_up((1 - heads) × per_group)).
       Qwen2-VL-2B 12 q / 2 kv at 0.3: 6 per group → 4, 12 → 8. Llama-3.2-11B 32/8: 4 → 3,
       32 → 24. A group of two heads cannot lose 30 %: 1.4 rounds to 1, so the tiny twins
-      (4 q / 2 kv) lose 50 % of their query heads; a group of one head is never emptied.
+      (2 q / 1 kv) lose 50 % of their query heads; a group of one head is never emptied.
     - Plain multi-head attention (KV heads = query heads, LLaVA's Vicuna): a head goes with its
-      K and V, k = max(1, round_half_up((1 - heads) × heads)): 32 → 22, the 4-head twin → 3.
+      K and V, k = max(1, round_half_up((1 - heads) × heads)): 32 → 22, the 2-head twin → 1.
     The fraction actually removed is recorded in the layout (`removed_heads`, `removed_ffn`).
 
 FFN widths

@@ -18,7 +18,7 @@ from harness.analysis.verify import (
     verify_paths,
 )
 from harness.cli import main
-from harness.records.record import Hardware
+from harness.records.record import BackendRef, Hardware
 from harness.records.sources import contributor_of, open_sources
 from harness.records.store import read_jsonl, read_record
 
@@ -182,6 +182,17 @@ def test_a_speed_run_of_a_seed_is_not_a_duplicate_of_it(tmp_path: Path) -> None:
     assert record_key(v)[:-1] == record_key(speed)[:-1]
 
 
+def test_a_vllm_run_of_a_seed_is_not_a_duplicate_of_it(tmp_path: Path) -> None:
+    """seed-0/ and seed-0-vllm/ of one variant: two runs, both kept (the page shows both rows)."""
+    run(tmp_path / "seed-0")
+    path = run(tmp_path / "seed-0-vllm", generate_s=13.0)
+    engine = BackendRef(name="vllm", version="0.32.0").model_dump(mode="json")
+    edit(path, lambda d: d.update(backend=engine))
+    verdicts = verify_folder(tmp_path)
+    assert verdicts["seed-0"].reasons == [] and verdicts["seed-0-vllm"].reasons == []
+    assert record_key(verdicts["seed-0-vllm"])[-1] == "natural-vllm"
+
+
 def test_hardware_names_are_normalised() -> None:
     assert hardware_name(A100) == "A100-SXM4-40GB"
     assert hardware_name(H100) == "2 x H100 80GB HBM3"
@@ -258,6 +269,13 @@ def test_the_gate_checks_records_first(tmp_path: Path, capsys) -> None:
     for path in copy.iterdir():
         path.unlink()
     copy.rmdir()
+
+    # a vLLM run of a seed is another run, not a second record of it, and not compared
+    engine = results / "rocov2_paper327" / VARIANT / "seed-0-vllm"
+    run(engine, 0, generate_s=13.0)
+    vllm = BackendRef(name="vllm", version="0.32.0").model_dump(mode="json")
+    edit(engine / "record.json", lambda d: d.update(backend=vllm))
+    assert regress(capsys, "--baseline", baseline, results)[0] == 0
 
     # one seed where the baseline has three
     for name in ("seed-1", "seed-2"):

@@ -1,4 +1,4 @@
-"""The vLLM backend against transformers on twins vLLM can serve (head size 32, Hub weight names).
+"""The vLLM backend against transformers on the embedded twins (head size 32, Hub weight names).
 
 The engine tests need the vLLM environment (`make install-vllm`; CI installs it) and are skipped
 without it. One worker per family is started for the module (a start takes a minute or two).
@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from harness.paths import REPO_ROOT
 from harness.pipeline.backends import vllm
 from harness.pipeline.generate import generate_all, sample_seed
 from harness.specs.task import GenerationKwargs
-from harness.specs.variant import VariantSpec
+from harness.specs.variant import VariantSpec, load_variant
 
 needs_vllm = pytest.mark.skipif(
     not vllm.available(),
@@ -30,9 +31,8 @@ SAMPLED = GenerationKwargs(do_sample=True, temperature=0.7, max_new_tokens=16)
 
 
 def twin_variant(family: str) -> VariantSpec:
-    return VariantSpec.model_validate(
-        {"id": f"tiny-{family}-vllm", "base": {"twin": f"{family}@vllm"}, "techniques": []}
-    )
+    """The shipped manifest of the family's embedded twin."""
+    return load_variant(REPO_ROOT / "variants" / f"tiny-{family.replace('_', '-')}.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -173,50 +173,64 @@ def test_fixed_length_mode_gives_exactly_n_tokens(served, evalset, sample_task) 
 
 @needs_vllm
 def test_run_writes_a_vllm_record_and_a_marked_row(tmp_path: Path, repo_root: Path) -> None:
-    """The CLI end to end: a record in seed-0-vllm/ with the engine's version and settings,
-    and a leaderboard row of its own marked vLLM."""
-    manifest = tmp_path / "tiny-llava-vllm.yaml"
-    manifest.write_text(
-        "id: tiny-llava-vllm\ndescription: LLaVA twin vLLM can serve\n"
-        "base: {twin: llava@vllm}\ntechniques: []\n"
-    )
+    """The CLI end to end on the shipped embedded twin, beside a transformers run of the same
+    seed: a record in seed-0-vllm/ with the engine's version and settings, and a leaderboard row
+    of its own marked vLLM that the record checks accept (not a duplicate of seed-0/). A batch
+    of 16 LLaVA prompts (~280 tokens each) is more than vLLM's default CPU step budget: it must
+    be prefilled whole, since a partial prefill rewinds a CPU generator, which fails."""
     results, site = tmp_path / "results", tmp_path / "site"
-    cmd = [sys.executable, "-m", "harness.cli", "run", "--task", "rocov2_sample", "--variant",
-           str(manifest), "--backend", "vllm", "--seeds", "0", "--limit", "4",
-           "--batch-size", "4", "--results", str(results), "--no-progress"]  # fmt: skip
-    done = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-2000:]
-    folder = results / "rocov2_sample" / "tiny-llava-vllm" / "seed-0-vllm"
+    for backend in ("hf", "vllm"):
+        cmd = [sys.executable, "-m", "harness.cli", "run", "--task", "rocov2_sample", "--variant",
+               "tiny-llava", "--backend", backend, "--seeds", "0", "--limit", "16",
+               "--batch-size", "16", "--results", str(results), "--no-progress"]  # fmt: skip
+        done = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-2000:]
+    folder = results / "rocov2_sample" / "tiny-llava" / "seed-0-vllm"
     record = json.loads((folder / "record.json").read_text())
     assert record["backend"]["name"] == "vllm"
     assert record["backend"]["version"]
-    assert record["backend"]["settings"]["engine_args"]["max_num_seqs"] == 4
+    assert record["backend"]["settings"]["engine_args"]["max_num_seqs"] == 16
     m = record["measurements"]
-    assert m["n_images"] == 4 and m["ttft_p50_ms"] > 0 and m["decode_ms_per_token"] > 0
+    assert m["n_images"] == 16 and m["ttft_p50_ms"] > 0 and m["decode_ms_per_token"] > 0
     assert m["peak_rss_mib"] > 200  # the worker holds the engine: counted with this process
-    assert not (results / "rocov2_sample" / "tiny-llava-vllm" / "seed-0").exists()
 
     from leaderboard.render import render_site
 
     index = render_site(results, site).read_text()
     assert f"vLLM {record['backend']['version']}" in index
-    (page,) = (site / "v").glob("*tiny-llava-vllm--vllm.html")
+    assert index.count('data-status-badge="checked"') == 2  # both rows
+    assert 'data-status-badge="rejected"' not in index
+    (page,) = (site / "v").glob("*tiny-llava--vllm.html")
     assert "--backend vllm" in page.read_text()
 
 
 # -------------------------------------------------------------------- without vLLM running
 
 
-def test_mllama_fails_before_any_work_naming_the_hf_backend(tmp_path, repo_root) -> None:
-    """With any interpreter standing in for the environment: the check comes before the worker."""
+@pytest.mark.parametrize(
+    ("variant", "named"),
+    [
+        ("tiny-mllama", "Mllama"),
+        ("tiny-qwen2-vl-qlora", "bitsandbytes 4-bit"),
+        ("tiny-qwen2-vl-pruned", "pruned"),
+        ("tiny-llava-kd-qlora-pruned", "pruned"),  # merged before pruning: not 4-bit
+    ],
+)
+def test_unserved_variants_fail_before_any_work_naming_the_hf_backend(
+    tmp_path, repo_root, variant, named
+) -> None:
+    """With any interpreter standing in for the environment: the check comes before the
+    worker, the data and any build, in one line."""
     results = tmp_path / "results"
     cmd = [sys.executable, "-m", "harness.cli", "run", "--task", "rocov2_sample",
-           "--variant", "tiny-mllama", "--backend", "vllm", "--results", str(results)]  # fmt: skip
-    env = {**__import__("os").environ, vllm.PYTHON_ENV: sys.executable}
+           "--variant", variant, "--backend", "vllm", "--results", str(results)]  # fmt: skip
+    env = {**__import__("os").environ, vllm.PYTHON_ENV: sys.executable,
+           "ROCOBENCH_CACHE": str(tmp_path / "cache")}  # fmt: skip
     done = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, env=env)
     assert done.returncode != 0
-    assert "Mllama" in done.stderr and "--backend hf" in done.stderr
-    assert not results.exists()
+    (line,) = [x for x in done.stderr.splitlines() if named in x]
+    assert "--backend hf" in line
+    assert not results.exists() and not (tmp_path / "cache" / "builds").exists()
 
 
 def test_narrow_heads_and_unsupported_settings_are_named() -> None:
@@ -243,6 +257,13 @@ def test_missing_environment_is_one_clear_error(monkeypatch, tmp_path) -> None:
         vllm.vllm_python()
 
 
+def test_cpu_steps_prefill_every_prompt_of_a_batch_whole() -> None:
+    common = {"dtype": "float32", "max_new_tokens": 128, "seed": 0}
+    cpu = vllm.engine_args(device="cpu", batch_size=16, **common)
+    assert cpu["max_num_batched_tokens"] == 16 * cpu["max_model_len"] >= 16 * 282
+    assert "max_num_batched_tokens" not in vllm.engine_args(device="cuda", batch_size=16, **common)
+
+
 def test_sampling_settings_pin_every_parameter() -> None:
     params = vllm.sampling_params(SAMPLED, [2, 7], None)
     assert params["temperature"] == 0.7 and params["top_k"] == 0 and params["top_p"] == 1.0
@@ -251,22 +272,6 @@ def test_sampling_settings_pin_every_parameter() -> None:
     assert vllm.sampling_params(GREEDY, [2], None)["temperature"] == 0.0
     fixed = vllm.sampling_params(SAMPLED, [2], 32)
     assert fixed["max_tokens"] == fixed["min_tokens"] == 32 and fixed["ignore_eos"]
-
-
-def test_vllm_twins_have_head_size_32_and_hub_weight_names() -> None:
-    from safetensors import safe_open
-    from transformers import AutoConfig
-
-    from harness.models.twins import build_twin, twin_dir
-
-    folder = build_twin("llava@vllm")
-    assert folder == twin_dir("llava", profile="vllm") != twin_dir("llava")
-    text = AutoConfig.from_pretrained(folder).get_text_config()
-    assert text.hidden_size // text.num_attention_heads == 32
-    with safe_open(str(folder / "model.safetensors"), "pt") as fh:
-        keys = list(fh.keys())
-    assert any(k.startswith("vision_tower.vision_model.") for k in keys)
-    assert not any(k.startswith("vision_tower.embeddings") for k in keys)
 
 
 def test_backends_are_distinct_runs_on_the_page_and_in_the_gate(tmp_path: Path) -> None:

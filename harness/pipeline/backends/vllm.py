@@ -54,6 +54,13 @@ __all__ = [
 ]
 SUPPORTED_FAMILIES = ("qwen2_vl", "llava")
 CPU_HEAD_SIZES = "32, 64, 80 or more"  # what vLLM's CPU attention kernels take
+# A QLoRA adapter was trained against its NF4 base; serving it over full-precision weights would
+# be another model, and vLLM (0.32) has no bitsandbytes quantization to load that base with.
+NO_4BIT = (
+    "are not served by this backend (vLLM has no bitsandbytes quantization, and a QLoRA adapter "
+    "belongs to its 4-bit base): use --backend hf"
+)
+PRUNED = "a pruned per-layer head layout cannot be expressed in a stock config that vLLM loads"
 
 # ------------------------------------------------------------------------ what vLLM can serve
 
@@ -77,17 +84,10 @@ def check_supported(
         )
     if family_name not in SUPPORTED_FAMILIES:
         raise VllmError(f"{variant_id}: family {family_name} has no vLLM support here")
-    if quantized:
-        raise VllmError(
-            f"{variant_id}: bitsandbytes 4-bit weights are not served by this backend "
-            "(vLLM's bitsandbytes path needs CUDA and a pre-quantized checkpoint): "
-            "use --backend hf"
-        )
     if pruned:
-        raise VllmError(
-            f"{variant_id}: a pruned per-layer head layout cannot be expressed in a stock config "
-            "that vLLM loads: use --backend hf"
-        )
+        raise VllmError(f"{variant_id}: {PRUNED}: use --backend hf")
+    if quantized:
+        raise VllmError(f"{variant_id}: bitsandbytes 4-bit weights {NO_4BIT}")
     if adapter:
         raise VllmError(
             f"{variant_id}: PEFT adapters are not passed to vLLM's LoRA yet: use --backend hf"
@@ -100,7 +100,7 @@ def check_supported(
         if head < 32:
             raise VllmError(
                 f"{variant_id}: attention head size {head}; vLLM's CPU attention takes "
-                f"{CPU_HEAD_SIZES} (the twins of the 'vllm' profile have 32): use --backend hf"
+                f"{CPU_HEAD_SIZES} (the twins have 32): use --backend hf"
             )
 
 
@@ -108,23 +108,16 @@ def preflight(spec: Any, gen: GenerationKwargs) -> None:
     """What can be told from the manifest alone, before the data, the lock or any build: the
     environment, the family of a twin (Mllama), the techniques, the generation settings."""
     vllm_python()
-    if spec.base.twin is not None and spec.base.twin.partition("@")[0] == "mllama":
+    if spec.base.twin == "mllama":
         raise VllmError(
             f"{spec.id}: Llama-3.2-Vision (Mllama) is not served by vLLM (removed after "
             "v0.10.2 with its encoder-decoder path): use --backend hf"
         )
     kinds = {t.kind for t in spec.techniques}
-    if kinds & {"quantize", "qlora"}:
-        raise VllmError(
-            f"{spec.id}: bitsandbytes 4-bit weights ({', '.join(sorted(kinds))}) are not served "
-            "by this backend (vLLM's bitsandbytes path needs CUDA and a pre-quantized "
-            "checkpoint): use --backend hf"
-        )
-    if "prune" in kinds:
-        raise VllmError(
-            f"{spec.id}: a pruned per-layer head layout cannot be expressed in a stock config "
-            "that vLLM loads: use --backend hf"
-        )
+    if "prune" in kinds:  # first: pruning comes last in a chain, after any adapter is merged
+        raise VllmError(f"{spec.id}: {PRUNED}: use --backend hf")
+    if four_bit := sorted(kinds & {"quantize", "qlora"}):
+        raise VllmError(f"{spec.id}: bitsandbytes 4-bit weights ({', '.join(four_bit)}) {NO_4BIT}")
     if gen.no_repeat_ngram_size:
         raise VllmError(f"{spec.id}: vLLM has no no_repeat_ngram_size: use --backend hf")
 
@@ -152,6 +145,12 @@ def engine_args(
         "enforce_eager": device == "cpu",  # graph capture and compilation cost more than they
         # save on twins and CPUs
     }
+    if device == "cpu":
+        # A step that prefills only part of a prompt (chunked prefill: LLaVA's 16 prompts of ~280
+        # tokens exceed the CPU default of 4,096) makes vLLM rewind that request's generator,
+        # which a CPU generator cannot do ("CPU Generator does not use offset"): a budget that
+        # holds every prompt of a batch whole leaves no partial prefill.
+        args["max_num_batched_tokens"] = batch_size * args["max_model_len"]
     if mm_processor_kwargs:
         args["mm_processor_kwargs"] = dict(mm_processor_kwargs)
     return args
