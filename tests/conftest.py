@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 # Before anything imports huggingface_hub / transformers (they read these at import time).
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
-os.environ.setdefault(
-    "ROCOBENCH_CACHE", tempfile.mkdtemp(prefix="rocobench-test-cache-")
-)  # twins are built once per session into a fresh cache
-
 import pytest
 
-from harness.paths import REPO_ROOT
+from harness.paths import REPO_ROOT  # reads ROCOBENCH_CACHE when asked, not at import
+
+# Twins are built once per session into a fresh cache, removed at the end unless given.
+OWN_CACHE = "ROCOBENCH_CACHE" not in os.environ
+if OWN_CACHE:
+    os.environ["ROCOBENCH_CACHE"] = tempfile.mkdtemp(prefix="rocobench-test-cache-")
 
 FAMILY_VARIANTS = {"qwen2_vl": "tiny-qwen2-vl", "mllama": "tiny-mllama", "llava": "tiny-llava"}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if OWN_CACHE:
+        shutil.rmtree(os.environ["ROCOBENCH_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
