@@ -26,6 +26,7 @@ from harness.models.families import family_for_model_type
 from harness.models.sources import BuildError, base_location, resolve
 from harness.paths import cache_dir
 from harness.progress import log_line
+from harness.records.provenance import installed_versions
 from harness.spans import span, within
 from harness.specs import catalog
 from harness.specs.common import spec_hash
@@ -78,15 +79,10 @@ def build_key(spec: VariantSpec) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def library_versions(*names: str) -> dict[str, str]:
-    """The libraries a build's bytes depend on (part of every build key), as installed. Read
-    from the packages' metadata: working out a key imports none of them (peft alone takes
-    seconds), so a plan or a cached bench stays light."""
-    from harness.records.provenance import package_versions
-
-    installed = package_versions()
-    wanted = names or ("torch", "transformers", "peft", "bitsandbytes")
-    return {name: installed.get(name, "absent") for name in wanted}
+def library_versions() -> dict[str, str]:
+    """The libraries a build's bytes depend on (part of every build key), from their metadata:
+    working out a key imports none of them, so a plan or a cached bench stays light."""
+    return installed_versions("torch", "transformers", "peft", "bitsandbytes")
 
 
 def build_folder(spec: VariantSpec, key: str) -> Path:

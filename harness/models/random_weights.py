@@ -48,6 +48,7 @@ from harness.models.load import LoadedVariant
 from harness.models.sources import BuildError
 from harness.paths import cache_dir
 from harness.progress import log_line
+from harness.records.provenance import installed_versions
 from harness.records.store import atomic_folder
 from harness.specs.common import spec_hash
 from harness.specs.task import TaskSpec
@@ -164,7 +165,7 @@ def random_base_dir(model_id: str) -> Path:
         "seed": SEED,
         "config": raw,
         "twin": build_twin(family.name).name,
-        "versions": list(library_versions("torch", "transformers").values()),
+        "versions": list(installed_versions("torch", "transformers").values()),
     }
     key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
     return cache_dir() / "random" / f"{config_path(model_id).stem}-{key}"

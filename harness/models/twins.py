@@ -20,6 +20,7 @@ from typing import Any
 
 from harness.models.families import FAMILIES, Family
 from harness.paths import REPO_ROOT, cache_dir
+from harness.records.provenance import installed_versions
 from harness.records.store import atomic_folder
 
 TOKENIZER_CORPUS = (
@@ -114,8 +115,6 @@ def hub_layout_copy(folder: Path, out: Path) -> Path:
 
 
 def twin_recipe(family: Family, seed: int) -> dict[str, Any]:
-    from harness.models.build import library_versions
-
     ids = {t: i for i, t in enumerate(family.special_tokens)}
     return {
         "family": family.name,
@@ -127,7 +126,7 @@ def twin_recipe(family: Family, seed: int) -> dict[str, Any]:
         "weight_names": "hub",
         "corpus_sha256": hashlib.sha256(TOKENIZER_CORPUS.read_bytes()).hexdigest(),
         "vocab": TOKENIZER_VOCAB,
-        "versions": list(library_versions("transformers", "tokenizers", "torch").values()),
+        "versions": list(installed_versions("transformers", "tokenizers", "torch").values()),
         "format": 2,
     }
 

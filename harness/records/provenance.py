@@ -72,6 +72,18 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def installed_versions(*names: str) -> dict[str, str]:
+    """The named packages' versions as installed ("absent" where not), read from their
+    metadata: nothing is imported (importing peft alone takes seconds)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
 def provenance(device: str) -> Provenance:
     sha = _git("rev-parse", "HEAD")
     dirty = None if sha is None else bool(_git("status", "--porcelain", "--untracked-files=no"))
