@@ -145,8 +145,12 @@ def test_export_runs_in_lm_eval_without_rocobench(
     concepts = tuple(None if c is None else tuple(c) for c in pairs.concepts or ())
     references = References(tuple(pairs.references), concepts or None)
     ours = compute_metrics(requests, pairs.predictions, references, resamples=0)
+    # BERTScore runs a float32 model over batches that bert-score forms from a set of the
+    # sentences: their make-up follows the process's string hashing, and padding to another
+    # length rounds differently, at about 1e-9 (the two processes hash differently)
+    tolerance = {"bertscore_f1": 1e-6}
     for name in names:
-        assert theirs[name] == pytest.approx(ours[name].value, abs=1e-9), name
+        assert theirs[name] == pytest.approx(ours[name].value, abs=tolerance.get(name, 1e-9)), name
     assert ours["concept_f1"].details["reference_concepts"] == "dataset"
     assert 0 < ours["concept_f1"].value < 1 and 0 < ours["modality_acc"].value < 1
 
