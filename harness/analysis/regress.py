@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,9 @@ class Change:
     current: float | None
     allowed: float
     status: str  # ok | regressed | improved | missing | new
+    # The allowed change reaches the metric's worst value (its registered bounds): however far
+    # this metric falls, the gate cannot fail on it.
+    blind: bool = False
 
     @property
     def delta(self) -> float | None:
@@ -232,7 +235,8 @@ def compare(base: Table, current: Table, tolerances: dict[str, Tolerance]) -> li
                     status = "improved"
                 else:
                     status = "ok"
-                changes.append(Change(task, variant, name, b.mean, c.mean, allowed, status))
+                change = Change(task, variant, name, b.mean, c.mean, allowed, status)
+                changes.append(replace(change, blind=_blind(name, b, allowed)))
     for task, variants in sorted(current.items()):
         for variant, metrics in sorted(variants.items()):
             known = base.get(task, {}).get(variant, {})
@@ -240,6 +244,32 @@ def compare(base: Table, current: Table, tolerances: dict[str, Tolerance]) -> li
                 if name not in known:
                     changes.append(Change(task, variant, name, None, c.mean, 0.0, "new"))
     return changes
+
+
+def _blind(metric: str, baseline: MetricMean, allowed: float) -> bool:
+    from harness.metrics import METRICS
+
+    if metric not in METRICS or math.isnan(baseline.mean):
+        return False
+    lo, hi = METRICS.get(metric).bounds
+    return (
+        baseline.mean - allowed <= lo
+        if baseline.higher_is_better
+        else baseline.mean + allowed >= hi
+    )
+
+
+def blind_summary(changes: list[Change]) -> str | None:
+    """One line naming the metrics the gate cannot fail on, or None."""
+    blind = [c for c in changes if c.blind]
+    if not blind:
+        return None
+    names = sorted({c.metric for c in blind})
+    return (
+        f"note: {len(blind)} of {len(changes)} rows cannot fail: their allowed change reaches "
+        f"the metric's worst value ({', '.join(names)}); a tighter tolerance for them: "
+        "--tolerance METRIC=ABS"
+    )
 
 
 def _num(x: float | None, signed: bool = False) -> str:

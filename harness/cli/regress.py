@@ -47,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def regress(args: argparse.Namespace) -> int:
     from harness.analysis.regress import (
         BaselineError,
+        blind_summary,
         collect,
         compare,
         format_table,
@@ -93,6 +94,8 @@ def regress(args: argparse.Namespace) -> int:
         for s in ("ok", "improved", "regressed", "missing", "new")
     }
     print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    if (blind := blind_summary(changes)) is not None:
+        print(blind)
     if args.update_baseline:
         write_baseline(args.baseline, tolerances, current, baseline_runs(args.results))
         n = sum(len(m) for v in current.values() for m in v.values())

@@ -9,8 +9,11 @@ import pytest
 
 from harness.analysis.regress import (
     BaselineError,
+    MetricMean,
     Tolerance,
+    blind_summary,
     collect,
+    compare,
     load_baseline,
     parse_tolerance,
 )
@@ -239,3 +242,20 @@ def test_fixed_length_runs_stay_out_of_the_means(results):
     speed = make_record("llama-base", 0, scores, measurements={"fixed_new_tokens": 128})
     write_record(run_dir(results, TASK, "llama-base", 0).with_name("seed-0-fixed-128"), speed)
     assert collect(results)[TASK]["llama-base"]["bleu4"] == before
+
+
+def test_rows_the_gate_cannot_fail_are_named() -> None:
+    """A tolerance that lets a metric fall to its worst value (its registered bounds) makes a
+    row the gate cannot fail on: each such row is flagged, and one line names the metrics."""
+    base = {"t": {"v": {"bleu4": MetricMean(0.001, True, 3), "rouge_l": MetricMean(0.2, True, 3)}}}
+    same = {"t": {"v": {"bleu4": MetricMean(0.0, True, 3), "rouge_l": MetricMean(0.2, True, 3)}}}
+    loose = compare(base, same, {"default": Tolerance(abs=0.002)})
+    assert {c.metric: (c.status, c.blind) for c in loose} == {
+        "bleu4": ("ok", True),  # fell to 0, and still within its tolerance
+        "rouge_l": ("ok", False),
+    }
+    summary = blind_summary(loose)
+    assert summary is not None and "1 of 2 rows" in summary and "(bleu4)" in summary
+    tight = compare(base, same, {"default": Tolerance(abs=0.0005)})
+    assert {c.metric: (c.status, c.blind) for c in tight}["bleu4"] == ("regressed", False)
+    assert blind_summary(tight) is None
