@@ -41,20 +41,27 @@ def current_rss_mib() -> float:
 
 class RssSampler:
     """Peak RSS by polling, where the kernel's mark cannot be reset: misses spikes shorter than
-    the interval."""
+    the interval. A reading taken before a reset is dropped, not written over the reset mark."""
 
     def __init__(self, interval_s: float = 0.01) -> None:
         self.interval_s = interval_s
         self.peak = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._epoch = 0  # advanced by each reset
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self.peak = max(self.peak, current_rss_mib())
+            with self._lock:
+                epoch = self._epoch
+            value = current_rss_mib()
+            with self._lock:
+                if epoch == self._epoch:
+                    self.peak = max(self.peak, value)
 
     def start(self) -> None:
-        self.peak = current_rss_mib()
+        self.reset()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
         self._thread.start()
@@ -66,11 +73,16 @@ class RssSampler:
             self._thread = None
 
     def read(self) -> tuple[float]:
-        self.peak = max(self.peak, current_rss_mib())
-        return (self.peak,)
+        value = current_rss_mib()
+        with self._lock:
+            self.peak = max(self.peak, value)
+            return (self.peak,)
 
     def reset(self) -> None:
-        self.peak = current_rss_mib()
+        value = current_rss_mib()
+        with self._lock:
+            self._epoch += 1
+            self.peak = value
 
 
 class CpuMemory:
