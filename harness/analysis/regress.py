@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -235,8 +235,8 @@ def compare(base: Table, current: Table, tolerances: dict[str, Tolerance]) -> li
                     status = "improved"
                 else:
                     status = "ok"
-                change = Change(task, variant, name, b.mean, c.mean, allowed, status)
-                changes.append(replace(change, blind=_blind(name, b, allowed)))
+                blind = _blind(name, b, allowed)
+                changes.append(Change(task, variant, name, b.mean, c.mean, allowed, status, blind))
     for task, variants in sorted(current.items()):
         for variant, metrics in sorted(variants.items()):
             known = base.get(task, {}).get(variant, {})

@@ -61,15 +61,13 @@ def hardware(device: str) -> Hardware:
     )
 
 
+ABSENT = "absent"
+
+
 @cache
 def package_versions() -> dict[str, str]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
+    """The installed ones of PACKAGES and their versions."""
+    return {k: v for k, v in installed_versions(*PACKAGES).items() if v != ABSENT}
 
 
 def installed_versions(*names: str) -> dict[str, str]:
@@ -80,7 +78,7 @@ def installed_versions(*names: str) -> dict[str, str]:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            out[name] = "absent"
+            out[name] = ABSENT
     return out
 
 
