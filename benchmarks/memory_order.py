@@ -8,7 +8,8 @@ interpreter), then the way `rocobench bench` runs them (each variant's generatio
 process). Printed per variant and order: the process's peak RSS during generation, and the
 variant's own share (that peak less the process's RSS just before loading the model). In one
 process the second variant inherits what the first left behind; in fresh processes the figure
-does not depend on the order.
+does not depend on the order. Last, the counted tensor memory (weights plus activations,
+`Measurements.peak_tensor_mib`), which depends on the order in neither.
 """
 
 from __future__ import annotations
@@ -67,9 +68,11 @@ def main() -> None:
     def show(method: str, order: tuple[str, ...], figures: list[Measurements]) -> None:
         for position, (vid, m) in enumerate(zip(order, figures, strict=True), 1):
             share = m.peak_rss_mib - (m.rss_baseline_mib or 0.0)
+            tensors = m.peak_tensor_mib
             print(
                 f"{method:<14} {vid:<22} ran {position} of 2: peak RSS {m.peak_rss_mib:7.1f} MiB,"
-                f" variant {share:6.1f} MiB ({m.memory_method})",
+                f" variant {share:6.1f} MiB ({m.memory_method}), tensors "
+                + (f"{tensors:.3f} MiB" if tensors is not None else "not counted"),
                 flush=True,
             )
 

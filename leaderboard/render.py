@@ -103,9 +103,10 @@ class Plot:
 
 
 def _memory_column(table: TaskTable) -> EfficiencyColumn:
-    """GPU memory when any row was measured on a GPU, else the process's resident memory."""
+    """GPU memory when any row was measured on a GPU, else the CPU's tensor memory, else (older
+    records) the variant's or the process's resident memory."""
     keys = {c.key for c in table.efficiency_columns}
-    for key in ("peak_gpu_mib", "memory_mib"):
+    for key in ("peak_gpu_mib", "tensor_mib", "memory_mib"):
         if key in keys:
             return EFFICIENCY_BY_KEY[key]
     return EFFICIENCY_BY_KEY["peak_rss_mib"]
@@ -158,8 +159,8 @@ def plots(table: TaskTable, href_prefix: str = "") -> list[Plot]:
                         techniques=row.techniques_json,
                     )
                 )
-            unit = {"peak_gpu_mib": "MiB", "memory_mib": "MiB", "peak_rss_mib": "MiB",
-                    "energy_j_per_image": "J"}  # fmt: skip
+            unit = {"peak_gpu_mib": "MiB", "tensor_mib": "MiB", "memory_mib": "MiB",
+                    "peak_rss_mib": "MiB", "energy_j_per_image": "J"}  # fmt: skip
             x_label = cost.label + (f" ({unit[cost.key]})" if cost.key in unit else " (s)")
             svg = pareto_svg(
                 points,

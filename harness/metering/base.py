@@ -6,8 +6,9 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-METERING_VERSION = 2  # bump when figures change meaning: older records are then recomputed
+METERING_VERSION = 3  # bump when figures change meaning: older records are then recomputed
 # 2: memory per variant (baseline before the load, the process it ran in)
+# 3: peak_tensor_mib, the tensors counted over a batch generated again after the timed phase
 MIB = 2**20
 J_PER_KWH = 3.6e6
 CARBON_COUNTRY_ENV = "ROCOBENCH_CARBON_COUNTRY"

@@ -157,6 +157,12 @@ class Measurements(_Model):
     # include what earlier work of the same process left behind).
     rss_baseline_mib: float | None = None
     memory_method: str | None = None
+    # Bytes held in torch tensors at the peak of generation, CPU runs only: the weights as loaded
+    # plus the peak of a batch's activations, counted allocation by allocation (the CPU's
+    # counterpart of peak_gpu_allocated_mib). Counted over the seed's heaviest batch (most
+    # images, then the longest caption), generated once more after the timed phase
+    # (`harness.pipeline.seed.count_tensor_memory`).
+    peak_tensor_mib: float | None = None
     peak_gpu_allocated_mib: float | None = None
     peak_gpu_reserved_mib: float | None = None
     peak_gpu_process_mib: float | None = None

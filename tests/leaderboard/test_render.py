@@ -129,6 +129,7 @@ def test_best_mean_per_column_is_marked(site: Path) -> None:
         f"bertscore_f1@{BACKBONE}": "llama-base",
         "s_per_image": "qwen-qlora",  # lower is better for costs
         "memory_mib": "qwen-qlora",
+        "tensor_mib": "qwen-qlora",
     }
     for column, winner in expected.items():
         best = [v for v in SCORES if "best" in page.cells[(v, column)][1]["class"].split()]
@@ -200,6 +201,7 @@ def test_efficiency_columns_are_human_readable(site: Path) -> None:
     # mean (seeds take 10, 11, 12 s for 20 images) and its spread over seeds
     assert page.cells[("qwen-qlora", "s_per_image")][0] == "550 ms (best) ± 50 ms"
     assert page.cells[("llama-base", "memory_mib")][0] == "7,168 MiB"
+    assert page.cells[("llama-base", "tensor_mib")][0] == "2,048 MiB"
     assert ("llama-base", "peak_gpu_mib") not in page.cells  # no GPU figures: no column
     assert ("llama-base", "energy_j_per_image") not in page.cells
     assert "Not measured in these records: peak GPU, energy / image" in " ".join(

@@ -97,6 +97,11 @@ def test_half_the_weights_shows_less_memory(three_runs: list[RunRecord]) -> None
     saved = full.model.size_bytes - half.model.size_bytes
     # At least half of the weights' saving shows in the measured memory.
     assert variant_mib(full) - variant_mib(half) > 0.5 * saved / 2**20
+    # The counted tensor memory holds all of it (activations are in bfloat16 too).
+    tensors_full = full.measurements.peak_tensor_mib
+    tensors_half = half.measurements.peak_tensor_mib
+    assert tensors_full is not None and tensors_half is not None
+    assert tensors_full - tensors_half >= saved / 2**20
 
 
 def test_a_seed_does_not_carry_the_scorers_of_the_seed_before(
