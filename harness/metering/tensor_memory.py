@@ -58,19 +58,24 @@ def native_stderr_silenced() -> Iterator[None]:
 def counting_cpu_allocations() -> Iterator[AllocationCount]:
     """Count the CPU allocator's allocations inside the block; the count is filled in on exit.
 
-    Raises CountUnavailable when a profiler is already running (the two cannot nest).
+    Raises CountUnavailable, before the block runs, when a profiler is already running (the
+    two cannot nest) or this torch lacks the profiler calls used here (torch is pinned; a
+    meter never fails a run).
     """
     import torch
-    from torch._C._profiler import ProfilerActivity, _ExperimentalConfig
-    from torch.autograd import (
-        ProfilerConfig,
-        ProfilerState,
-        _disable_profiler,
-        _enable_profiler,
-        _prepare_profiler,
-        _profiler_enabled,
-    )
 
+    try:
+        from torch._C._profiler import ProfilerActivity, _ExperimentalConfig
+        from torch.autograd import (
+            ProfilerConfig,
+            ProfilerState,
+            _disable_profiler,
+            _enable_profiler,
+            _prepare_profiler,
+            _profiler_enabled,
+        )
+    except ImportError as err:
+        raise CountUnavailable(f"torch {torch.__version__}: {err}") from None
     if _profiler_enabled():
         raise CountUnavailable("a torch profiler is already running in this process")
     # positional: (state, report_input_shapes, profile_memory, with_stack, with_flops,
@@ -82,8 +87,11 @@ def counting_cpu_allocations() -> Iterator[AllocationCount]:
     # allocator's reports, which do not go through them. Older torch lacks the switch.
     switch = getattr(torch._C._autograd, "_enable_record_function", None)
     count = AllocationCount()
-    _prepare_profiler(config, activities)
-    _enable_profiler(config, activities)
+    try:
+        _prepare_profiler(config, activities)
+        _enable_profiler(config, activities)
+    except RuntimeError as err:
+        raise CountUnavailable(f"torch's profiler would not start: {err}") from None
     if switch is not None:
         switch(False)
     try:
