@@ -30,14 +30,12 @@ from markupsafe import Markup
 
 from harness.records.record import RunRecord
 from harness.records.store import atomic_writer, write_json
+from leaderboard.costs import EFFICIENCY_BY_KEY, EFFICIENCY_COLUMNS, EfficiencyColumn, memory_method
+from leaderboard.formatting import DECIMALS, fmt_bytes, fmt_score, fmt_value
 from leaderboard.plots import SHAPES, Point, chain_label, legend, pareto_svg
 from leaderboard.samples import SampleSet, make_thumbnails, read_samples
 from leaderboard.swap import new_site
 from leaderboard.view import (
-    DECIMALS,
-    EFFICIENCY_BY_KEY,
-    EFFICIENCY_COLUMNS,
-    EfficiencyColumn,
     MetricColumn,
     RecordRef,
     Row,
@@ -46,11 +44,7 @@ from leaderboard.view import (
     column_order,
     details_key,
     flat_fields,
-    fmt_bytes,
-    fmt_score,
-    fmt_value,
     load_site,
-    memory_method,
     metric_label,
 )
 

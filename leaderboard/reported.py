@@ -16,7 +16,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from leaderboard.view import Row, Site, fmt_score
+from leaderboard.formatting import fmt_score
+from leaderboard.view import Row, Site
 
 DATA = Path(__file__).resolve().parent / "data" / "paper_table1.json"
 # The paper's BERTScore backbone (bert-score's default for English): other backbones' numbers

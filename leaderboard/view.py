@@ -30,10 +30,10 @@ from typing import Any, TypeVar
 from harness.metrics import METRICS, RESULT_DETAILS
 from harness.records.layout import RECORD_FILE
 from harness.records.record import RunRecord
+from leaderboard.costs import EFFICIENCY_COLUMNS, EfficiencyColumn, hardware_label
+from leaderboard.formatting import fmt_score
 from leaderboard.significance import BOOTSTRAP_METHOD, clip, mark_best, seeds_interval, t975
 from leaderboard.significance import apply as per_image_statistics
-
-DECIMALS = 4  # as in the paper's Table I
 
 
 def metric_label(name: str) -> str:
@@ -49,72 +49,6 @@ def metric_rank(name: str) -> int:
 
 Details = tuple[tuple[str, Any], ...]
 T = TypeVar("T")
-
-
-# --------------------------------------------------------------------------- formatting
-
-
-def fmt_score(value: float) -> str:
-    text = f"{value:.{DECIMALS}f}"
-    return text[1:] if text.startswith("-") and not text.strip("-0.") else text  # no "-0.0000"
-
-
-def fmt_sig(value: float) -> str:
-    """Three significant digits without switching to exponent notation for large values."""
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
-
-
-def fmt_count(value: float) -> str:
-    """Parameter counts the way papers write them: 1.82 B, 5.3 M."""
-    for scale, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value:.0f}"
-
-
-def fmt_bytes(value: float) -> str:
-    for scale, unit in ((1024**4, "TiB"), (1024**3, "GiB"), (1024**2, "MiB"), (1024, "KiB")):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value:.0f} B"
-
-
-def fmt_mib(value: float) -> str:
-    return f"{value / 1024:.3g} GiB" if value >= 10 * 1024 else f"{value:,.0f} MiB"
-
-
-def fmt_counted_mib(value: float) -> str:
-    """Four significant digits: a counted figure, where variants of one model differ in the
-    third (a tenth of a MiB of weights on 41 MiB)."""
-    if value >= 10 * 1024:
-        return f"{value / 1024:#.4g} GiB"
-    return f"{value:,.0f} MiB" if value >= 1000 else f"{value:#.4g} MiB"
-
-
-def fmt_joules(value: float) -> str:
-    for scale, unit in ((1e6, "MJ"), (1e3, "kJ")):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value:.3g} J"
-
-
-def fmt_seconds(value: float) -> str:
-    if abs(value) < 1:
-        return f"{value * 1000:.3g} ms"
-    return f"{value:,.0f} s" if abs(value) >= 1000 else f"{value:.3g} s"
-
-
-def fmt_value(value: Any) -> str:
-    """Any record value as short text: numbers rounded, containers as compact JSON."""
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
 def _details_text(details: Details) -> str:
@@ -140,154 +74,6 @@ def length_mode(r: RunRecord) -> str:
     """`natural`, or `fixed-N` for a run forced to generate exactly N new tokens per image."""
     m = r.measurements
     return f"fixed-{m.fixed_new_tokens}" if m.length_mode == "fixed" else "natural"
-
-
-def _per_image_s(r: RunRecord) -> float | None:
-    m = r.measurements
-    return m.generate_s / m.n_images if m.n_images > 0 else None
-
-
-def energy_per_image_j(r: RunRecord) -> float | None:
-    """Energy of the generation per image, in joules (None where no meter measured energy)."""
-    return r.measurements.energy_per_image_j
-
-
-def peak_gpu_mib(r: RunRecord) -> float | None:
-    return r.measurements.peak_gpu_allocated_mib
-
-
-def peak_rss_mib(r: RunRecord) -> float | None:
-    return r.measurements.peak_rss_mib
-
-
-def variant_memory_mib(r: RunRecord) -> float | None:
-    """The variant's own resident memory during generation (weights plus activations): the
-    process's peak less what it held before loading the model. None for records that do not
-    carry that baseline."""
-    peak, baseline = peak_rss_mib(r), r.measurements.rss_baseline_mib
-    return None if peak is None or baseline is None else max(peak - baseline, 0.0)
-
-
-def tensor_memory_mib(r: RunRecord) -> float | None:
-    """Bytes in torch tensors at the CPU generation's peak: weights plus activations, counted."""
-    return r.measurements.peak_tensor_mib
-
-
-def memory_method(r: RunRecord) -> str:
-    return r.measurements.memory_method or "shared process"
-
-
-# --------------------------------------------------------------------------- efficiency columns
-
-
-@dataclass(frozen=True)
-class EfficiencyColumn:
-    """One measured figure: how to read it from a record and how to show it."""
-
-    key: str
-    label: str
-    title: str
-    extract: Callable[[RunRecord], float | None]
-    fmt: Callable[[float], str]
-    lower_is_better: bool | None = True  # None: neither (a caption length is not a score)
-    estimated: Callable[[RunRecord], bool] | None = None  # is a record's figure a model estimate
-    shown: bool = True  # in the table; every column is in results.json and results.csv
-    hardware_bound: bool = True  # only comparable between rows measured on the same hardware
-
-    @property
-    def arrow(self) -> str:
-        return {True: "↓", False: "↑", None: ""}[self.lower_is_better]
-
-
-EFFICIENCY_COLUMNS: tuple[EfficiencyColumn, ...] = (
-    EfficiencyColumn(
-        "peak_gpu_mib",
-        "peak GPU",
-        "peak GPU memory allocated by torch during the run",
-        peak_gpu_mib,
-        fmt_mib,
-    ),
-    EfficiencyColumn(
-        "tensor_mib",
-        "memory",
-        "peak memory in torch tensors during generation on the CPU: the weights plus a batch's "
-        "activations, every allocation counted (the CPU's counterpart of peak GPU)",
-        tensor_memory_mib,
-        fmt_counted_mib,
-    ),
-    EfficiencyColumn(
-        "memory_mib",
-        "RSS",
-        "the variant's own peak resident memory during generation: the process's peak less "
-        "what it held before loading the model (each variant in a fresh process); besides "
-        "tensors it holds the allocator's free blocks and the libraries' working memory",
-        variant_memory_mib,
-        fmt_mib,
-    ),
-    EfficiencyColumn(
-        "peak_rss_mib",
-        "peak RSS",
-        "peak resident memory of the whole process during generation (runtime included)",
-        peak_rss_mib,
-        fmt_mib,
-        shown=False,
-    ),
-    EfficiencyColumn(
-        "s_per_image",
-        "time / image",
-        "generation wall time per image (generate_s / n_images), batched as the task says",
-        _per_image_s,
-        fmt_seconds,
-    ),
-    EfficiencyColumn(
-        "energy_j_per_image",
-        "energy / image",
-        "energy of the generation per image",
-        energy_per_image_j,
-        fmt_joules,
-        estimated=lambda r: bool(r.measurements.energy_estimated),
-    ),
-    EfficiencyColumn(
-        "tokens_per_image",
-        "tokens / image",
-        "new tokens per image: a faster variant may simply write shorter captions",
-        lambda r: r.measurements.new_tokens_per_image,
-        lambda v: f"{v:.1f}",
-        lower_is_better=None,
-    ),
-    EfficiencyColumn(
-        "images_per_s",
-        "images / s",
-        "generation throughput",
-        lambda r: r.measurements.images_per_s,
-        fmt_sig,
-        lower_is_better=False,
-        shown=False,
-    ),
-    EfficiencyColumn(
-        "n_parameters",
-        "params",
-        "number of parameters",
-        lambda r: r.model.n_parameters,
-        fmt_count,
-        hardware_bound=False,
-    ),
-    EfficiencyColumn(
-        "size_bytes",
-        "size",
-        "size of the weights as loaded",
-        lambda r: r.model.size_bytes,
-        fmt_bytes,
-        hardware_bound=False,
-    ),
-)
-EFFICIENCY_BY_KEY = {c.key: c for c in EFFICIENCY_COLUMNS}
-
-
-def hardware_label(r: RunRecord) -> str:
-    from harness.analysis.hardware import hardware_name
-
-    return hardware_name(r.provenance.hardware)
 
 
 # --------------------------------------------------------------------------- comparability checks
