@@ -5,7 +5,7 @@ holds the allocator's free blocks, the interpreter and every library: at twin si
 the weights. torch's profiler, with memory profiling on, is told of every allocation and free of
 the CPU allocator. With op recording switched off it records nothing else, but it still slows
 small-tensor work by a third or more, so counts are taken over an untimed pass
-(`harness.pipeline.seed.count_tensor_memory`), never inside a timed phase.
+(`harness.pipeline.seed.count_activations`), never inside a timed phase.
 
 The count's peak is the largest running sum of what the pass allocated less what it freed: the
 bytes it held at its busiest above what was held when it started.

@@ -161,7 +161,7 @@ class Measurements(_Model):
     # plus the peak of a batch's activations, counted allocation by allocation (the CPU's
     # counterpart of peak_gpu_allocated_mib). Counted over the seed's heaviest batch (most
     # images, then the longest caption), generated once more after the timed phase
-    # (`harness.pipeline.seed.count_tensor_memory`).
+    # (`harness.pipeline.seed.count_activations`).
     peak_tensor_mib: float | None = None
     peak_gpu_allocated_mib: float | None = None
     peak_gpu_reserved_mib: float | None = None
