@@ -18,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "hold yet, and launch one Hugging Face Job per variant (per run with --per-seed). Each "
         "Job runs this checkout's commit and commits its records to the dataset, one commit per "
         "run, never overwriting. --dry-run prints every Job with its image, command, flavour, "
-        "estimated time and cost, and launches nothing. The token goes to the Jobs as a secret.",
+        "the GPU memory each phase needs at least, estimated time and cost, and launches "
+        "nothing; a variant whose floor exceeds the flavour's GPU is named in a warning with "
+        "the cheapest flavour that holds it. The token goes to the Jobs as a secret.",
     )
     p.add_argument("--suite", required=True, help="suite id (tasks/suites/ID.yaml) or a path")
     p.add_argument(

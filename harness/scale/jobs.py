@@ -13,6 +13,8 @@ clones this repository at one commit, installs it, and runs `rocobench run-job`
 - **Time**: a stated model, not a measurement (`estimate_job`): setup and downloads, training
   steps at 30 % of the GPU's dense bf16 peak, and decoding as memory-bound steps (the weights read
   once per generated token per batch, at half the memory bandwidth, never under 30 ms a step).
+- **Memory**: a floor on the GPU memory of each phase of a chain (`jobs_memory`); a flavour whose
+  GPU holds less gets a warning naming the cheapest flavour that holds it.
 - **Following**: every Job carries the labels `rocobench=run-job` and `rocobench-dispatch=LABEL`;
   its run (task, variant, seeds) is in its environment, so `jobs --retry` relaunches only the
   runs the dataset still lacks.
@@ -40,6 +42,7 @@ from harness.scale.jobs_cost import (
     estimate_job,
     timeout_for,
 )
+from harness.scale.jobs_memory import PhaseFloor, cheapest_fit, gpu_gb, phase_floors
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi, JobInfo
@@ -178,6 +181,7 @@ class JobPlan:
     timeout_s: int
     estimate: Estimate | None
     checkpoint_bucket: str | None = None
+    memory: tuple[PhaseFloor, ...] | None = None  # GPU memory floors; None: base size unknown
 
     def volumes(self) -> list[Any] | None:
         if self.checkpoint_bucket is None:
@@ -272,6 +276,8 @@ def plan_dispatch(
         todo = tuple(s for s in seeds if (variant.id, s) not in held)
         if not todo:
             continue
+        floors = phase_floors(variant)
+        warnings += memory_warnings(variant.id, floors, flavor, prices)
         groups = [(s,) for s in todo] if per_seed else [todo]
         for group in groups:
             estimate = estimate_job(
@@ -304,6 +310,7 @@ def plan_dispatch(
                     timeout_s=timeout_for(estimate),
                     estimate=estimate,
                     checkpoint_bucket=checkpoint_bucket,
+                    memory=None if floors is None else tuple(floors),
                 )
             )
     held_here = tuple(sorted((v.id, s) for v in variants for s in seeds if (v.id, s) in held))
@@ -311,6 +318,35 @@ def plan_dispatch(
         label, dataset, flavor, prices.source, holdings, source, tuple(jobs), held_here,
         tuple(warnings),
     )  # fmt: skip
+
+
+def memory_warnings(
+    variant: str, floors: list[PhaseFloor] | None, flavor: Flavor, prices: PriceTable
+) -> list[str]:
+    """One warning when a phase's floor exceeds the flavour's GPU, naming what would fit."""
+    per_gpu = gpu_gb(flavor)
+    if floors is None or per_gpu is None:
+        return []
+    worst = max(floors, key=lambda f: f.gb)
+    if worst.gb <= per_gpu:
+        return []
+    fit = cheapest_fit(prices, worst.gb)
+    hint = (
+        f"; the cheapest flavour that holds it: {fit.name} (${fit.usd_per_hour:.2f}/h)"
+        if fit
+        else "; no flavour's GPU holds it"
+    )
+    return [
+        f"{variant}: {worst.phase} needs at least {worst.gb:.1f} GB of GPU memory "
+        f"({worst.describe()}), more than {flavor.name}'s {per_gpu:g} GB GPU{hint}"
+    ]
+
+
+def _memory_line(floors: tuple[PhaseFloor, ...], flavor: Flavor) -> str:
+    per_gpu = gpu_gb(flavor)
+    held = f"; one {flavor.gpu} holds {per_gpu:g} GB" if per_gpu else ""
+    phases = ", ".join(f"{f.phase} ≥ {f.gb:.1f} GB" for f in floors)
+    return f"  memory   {phases}{held} (floors: weights and training state only)"
 
 
 def _hm(seconds: float) -> str:
@@ -339,6 +375,8 @@ def format_plan(plan: DispatchPlan) -> str:
         if job.checkpoint_bucket:
             lines.append(f"  volume   bucket {job.checkpoint_bucket} at {CHECKPOINT_MOUNT}")
         lines.append(f"  timeout  {_hm(job.timeout_s)}")
+        if job.memory is not None:
+            lines.append(_memory_line(job.memory, f))
         e = job.estimate
         if e is None:
             lines.append("  estimate unknown (base, split size or GPU figures not known)")

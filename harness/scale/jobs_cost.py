@@ -162,6 +162,12 @@ def split_size(dataset_path: str, split: str, source: Path | None) -> int | None
     return SPLIT_SIZES.get((dataset_path, split))
 
 
+def pruned_share(heads: float, ffn: float) -> float:
+    """Share of the parameters left after pruning: heads and FFN neurons hold about 60 % of
+    them, and the larger of the two fractions is taken for both."""
+    return 1 - 0.6 * max(heads, ffn)
+
+
 def _base_figures(variant: VariantSpec) -> tuple[float, int] | None:
     if variant.base.twin is not None:
         return TWIN_PARAMS_B, 16
@@ -187,14 +193,16 @@ def estimate_job(
     bandwidth = gpu["bandwidth_gb_s"] * 1e9
     flops = gpu["bf16_tflops"] * 1e12
     kinds = [t.kind for t in variant.techniques]
-    bytes_per_param = 0.55 if {"qlora", "quantize"} & set(kinds) else 2.0
+    # 4-bit weights at generation unless pruning, which works on dense weights, came after.
+    quantized = [k for k in kinds if k in {"qlora", "quantize", "prune"}]
+    bytes_per_param = 0.55 if quantized and quantized[-1] != "prune" else 2.0
     shrink = 1.0
     download = params_b * 1e9 * 2
     build_s = 0.0
     for technique in variant.techniques:
         spec = technique.model_dump(mode="json")
         if technique.kind == "prune":
-            shrink *= 1 - 0.6 * max(float(spec.get("heads", 0)), float(spec.get("ffn", 0)))
+            shrink *= pruned_share(float(spec.get("heads", 0)), float(spec.get("ffn", 0)))
             build_s += 120
         train = spec.get("train")
         if isinstance(train, dict):
