@@ -31,6 +31,7 @@ from harness.scale.jobs_cost import BASES, PriceTable, pruned_share
 if TYPE_CHECKING:
     from harness.scale.jobs_cost import Flavor
     from harness.specs.variant import VariantSpec
+    from harness.techniques.distill import TeacherRef
 
 GB = 1e9  # the flavours' memory is given in GB
 DENSE_BYTES = {"auto": 2.0, "bfloat16": 2.0, "float16": 2.0, "float32": 4.0}
@@ -65,13 +66,13 @@ class PhaseFloor:
 def phase_floors(variant: VariantSpec) -> list[PhaseFloor] | None:
     """The floor of every phase of the variant's chain, in chain order, then generation.
 
-    None when the base, or a teacher, is not one whose size is known."""
-    from harness.specs import catalog
-
+    None when the base, a teacher, or the trained language model is not of a known size: no
+    floor rather than a made-up one."""
     figures = BASES.get(variant.base.model or "")
     if figures is None or variant.base.twin is not None:
         return None
     params = figures[0]
+    language_model = LANGUAGE_MODEL_PARAMS_B.get(variant.base.model or "")
     dense = DENSE_BYTES[variant.base.dtype]
     per_param, shrink, floors = dense, 1.0, []
     for technique in variant.techniques:
@@ -85,23 +86,17 @@ def phase_floors(variant: VariantSpec) -> list[PhaseFloor] | None:
             if technique.merge:
                 per_param = dense
         elif kind == "distill":
-            teacher = technique.teacher
-            model = teacher.model or catalog.variant(str(teacher.variant)).base.model
-            teacher_figures = BASES.get(model or "")
-            if teacher_figures is None:
+            teacher = _teacher_gb(technique.teacher, dense)
+            trained = params if technique.trainable == "all" else language_model
+            if teacher is None or trained is None:
                 return None
-            teacher_bytes = QUANTIZED_BYTES[4] if teacher.load_in_4bit else dense
-            trained = params if technique.trainable == "all" else (
-                LANGUAGE_MODEL_PARAMS_B.get(variant.base.model or "", params)
-            )  # fmt: skip
-            student = params * shrink
             floors.append(
                 PhaseFloor(
                     "distill",
                     (
-                        ("student", student * dense),
+                        ("student", params * shrink * dense),
                         ("gradients and AdamW moments", trained * shrink * TRAINED_STATE_BYTES),
-                        ("teacher", teacher_figures[0] * teacher_bytes),
+                        ("teacher", teacher),
                     ),
                 )
             )
@@ -114,6 +109,20 @@ def phase_floors(variant: VariantSpec) -> list[PhaseFloor] | None:
             shrink *= pruned_share(technique.heads, technique.ffn)
     floors.append(PhaseFloor("generation", (("weights", params * shrink * per_param),)))
     return floors
+
+
+def _teacher_gb(ref: TeacherRef, dense: float) -> float | None:
+    """The teacher's weights as `distill` loads them: in the student's dtype, or in 4-bit."""
+    from harness.specs import catalog
+
+    scale = QUANTIZED_BYTES[4] / dense if ref.load_in_4bit else 1.0
+    if ref.model is not None:
+        figures = BASES.get(ref.model)
+        return None if figures is None else figures[0] * dense * scale
+    # A variant as teacher: its own final weights (already 4-bit if it was quantized, in which
+    # case scaling again only lowers the floor).
+    floors = phase_floors(catalog.variant(str(ref.variant)))
+    return None if floors is None else floors[-1].gb * scale
 
 
 def gpu_gb(flavor: Flavor) -> float | None:

@@ -126,3 +126,24 @@ def test_the_dry_run_prints_each_jobs_floors(capsys: pytest.CaptureFixture[str])
         for line in lines
     )
     assert len(re.findall(r"^warning: llava-1\.5-7b-kd\S*: distill needs at least", out, re.M)) == 3
+
+
+def test_a_variant_as_teacher_counts_its_own_weights_as_loaded() -> None:
+    spec = load_variant(REPO_ROOT / "variants" / "llava-1.5-7b-kd.yaml")
+    distill = spec.techniques[0]
+
+    def teacher_gb(**teacher: object) -> float:
+        ref = distill.teacher.model_copy(update={"model": None, "revision": None, **teacher})
+        chain = (distill.model_copy(update={"teacher": ref}),)
+        found = phase_floors(spec.model_copy(update={"techniques": chain}))
+        assert found is not None
+        return dict(found[0].parts)["teacher"]
+
+    dense = floors("llava-1.5-7b")["generation"]
+    assert teacher_gb(variant="llava-1.5-7b", load_in_4bit=False) == pytest.approx(dense)
+    assert teacher_gb(variant="llava-1.5-7b", load_in_4bit=True) == pytest.approx(dense / 4)
+    # A QLoRA variant is already 4-bit: its floor is its own 4-bit weights, at most.
+    quantized = floors("llava-1.5-7b-kd-qlora")["generation"]
+    assert teacher_gb(variant="llava-1.5-7b-kd-qlora", load_in_4bit=False) == pytest.approx(
+        quantized
+    )
