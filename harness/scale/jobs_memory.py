@@ -23,6 +23,7 @@ GPU's memory.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from harness.specs.variant import VariantSpec
     from harness.techniques.distill import TeacherRef
 
-GB = 1e9  # the flavours' memory is given in GB
 DENSE_BYTES = {"auto": 2.0, "bfloat16": 2.0, "float16": 2.0, "float32": 4.0}
 QUANTIZED_BYTES = {4: 0.5, 8: 1.0}
 TRAINED_STATE_BYTES = 3 * 2.0  # gradient + AdamW's two moments, in the 16-bit parameter dtype
@@ -68,8 +68,8 @@ def phase_floors(variant: VariantSpec) -> list[PhaseFloor] | None:
 
     None when the base, a teacher, or the trained language model is not of a known size: no
     floor rather than a made-up one."""
-    figures = BASES.get(variant.base.model or "")
-    if figures is None or variant.base.twin is not None:
+    figures = BASES.get(variant.base.model or "")  # a twin has no `model`: no figures
+    if figures is None:
         return None
     params = figures[0]
     language_model = LANGUAGE_MODEL_PARAMS_B.get(variant.base.model or "")
@@ -127,11 +127,11 @@ def _teacher_gb(ref: TeacherRef, dense: float) -> float | None:
 
 def gpu_gb(flavor: Flavor) -> float | None:
     """One GPU's memory in GB (the flavour lists all its GPUs together), None without a GPU."""
-    if flavor.gpu is None or not flavor.vram or flavor.gpus < 1:
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(GB|TB)\s*", flavor.vram or "", re.IGNORECASE)
+    if flavor.gpu is None or found is None or flavor.gpus < 1:
         return None
-    number, _, unit = flavor.vram.partition(" ")
-    scale = {"GB": 1.0, "TB": 1000.0}.get(unit.strip().upper(), 1.0)
-    return float(number) * scale / flavor.gpus
+    scale = 1000.0 if found[2].upper() == "TB" else 1.0
+    return float(found[1]) * scale / flavor.gpus
 
 
 def cheapest_fit(prices: PriceTable, floor_gb: float) -> Flavor | None:

@@ -4,6 +4,7 @@ language-model sizes the floors use are those of the published configs."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -87,6 +88,8 @@ def test_one_gpu_memory_of_a_flavour() -> None:
     assert gpu_gb(prices.flavor("a100x4")) == gpu_gb(prices.flavor("a100-large")) == 80
     assert gpu_gb(prices.flavor("l4x1")) == 24
     assert gpu_gb(prices.flavor("cpu-basic")) is None
+    odd = dataclasses.replace(prices.flavor("l4x1"), vram="lots")
+    assert gpu_gb(odd) is None  # an unreadable size gives no floor check, not a crash
 
 
 def test_a_flavour_too_small_is_named_with_the_cheapest_that_holds_the_floor() -> None:
