@@ -8,7 +8,9 @@ configs, nothing downloaded) on the paper task's 327 synthetic 224 x 224 images,
     qwen2-vl-2b-pruned (30 % of heads and FFN neurons), llava-1.5-7b, llama-3.2-11b-vision
 
 Each step is a `rocobench run` subprocess, so every figure is the harness's own record
-(generation time, images/s, tokens/s, ms/token, time to first token, peak GPU memory, energy);
+(generation time, images/s, tokens/s, ms/token, time to first token, peak GPU memory, energy),
+beside the floor on generation's GPU memory that `dispatch` uses (weights only: the peak must
+not be below it);
 a step starts only while at least `--min-step` seconds of the budget are left, and is stopped
 at the budget. Then it prints one table from the records written, and `gpu_generation.py`'s
 batch-size sweep and roofline can follow in the remaining time (`--sweep`).
@@ -70,12 +72,25 @@ def _count(n: int) -> str:
     return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.2f} M"
 
 
+def generation_floor_mib(variant: str) -> float | None:
+    """The GPU memory `dispatch` says generation needs at least (weights only), in MiB."""
+    from harness.scale.jobs_memory import phase_floors
+    from harness.specs import catalog
+    from harness.specs.yamlio import SpecError
+
+    try:
+        floors = phase_floors(catalog.variant(variant))
+    except SpecError:
+        return None
+    return None if floors is None else floors[-1].gb * 1e9 / 2**20
+
+
 def table(results: Path) -> str:
     from harness.records.store import find_records
 
     head = (
         "variant", "params", "load s", "gen s", "img/s", "tok/s", "ms/tok", "TTFT ms",
-        "GPU MiB", "J/img", "goal",
+        "GPU MiB", "floor MiB", "J/img", "goal",
     )  # fmt: skip
     rows = [head]
     for _, r in find_records(results) if results.exists() else []:
@@ -88,7 +103,8 @@ def table(results: Path) -> str:
             r.variant, _count(r.model.n_parameters), _fmt(m.load_s, ".1f"),
             _fmt(m.generate_s, ".1f"), _fmt(m.images_per_s, ".1f"), _fmt(m.tokens_per_s, ".0f"),
             _fmt(m.decode_ms_per_token, ".1f"), _fmt(m.ttft_p50_ms, ".0f"),
-            _fmt(m.peak_gpu_allocated_mib, ".0f"), _fmt(m.energy_per_image_j, ".2f"), verdict,
+            _fmt(m.peak_gpu_allocated_mib, ".0f"), _fmt(generation_floor_mib(r.variant), ".0f"),
+            _fmt(m.energy_per_image_j, ".2f"), verdict,
         ))  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     return "\n".join(

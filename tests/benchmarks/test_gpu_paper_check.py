@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,3 +42,28 @@ def test_tiny_check_writes_fixed_length_records_and_a_table(tmp_path: Path) -> N
         assert record.measurements.new_tokens_per_image == 8
         row = next(line for line in lines if line.strip().startswith(variant + " "))
         assert f"{record.measurements.generate_s:.1f}" in row
+
+
+def test_the_table_sets_each_peak_beside_the_floor_dispatch_uses(tmp_path: Path) -> None:
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import gpu_paper_check
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    from fixtures.site_records import make_record, write_all
+
+    peaks = {"qwen2-vl-2b": 4400.0, "llama-3.2-11b-vision-qlora": 6100.0, "tiny-qwen2-vl": None}
+    write_all(tmp_path, [
+        make_record(v, 0, {"bleu4": 0.1}, measurements={"peak_gpu_allocated_mib": peak})
+        for v, peak in peaks.items()
+    ])  # fmt: skip
+    lines = gpu_paper_check.table(tmp_path).splitlines()
+    cells = [re.split(r"\s{2,}", line.strip()) for line in lines]  # columns: 2+ spaces apart
+    rows = {row[0]: dict(zip(cells[0], row, strict=False)) for row in cells[1:]}  # goal: blank
+    # 2.21 B parameters at 2 bytes; 10.67 B at half a byte (NF4); a twin has no floor.
+    pairs = {v: (row["GPU MiB"], row["floor MiB"]) for v, row in rows.items()}
+    assert pairs == {
+        "qwen2-vl-2b": ("4400", "4215"),
+        "llama-3.2-11b-vision-qlora": ("6100", "5088"),
+        "tiny-qwen2-vl": ("-", "-"),
+    }
