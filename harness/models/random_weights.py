@@ -155,7 +155,6 @@ def _processor_files(twin: Path, out: Path, config: Any) -> None:
 
 
 def random_base_dir(model_id: str) -> Path:
-
     from harness.models.twins import build_twin
 
     raw = published_config(model_id)

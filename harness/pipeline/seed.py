@@ -11,7 +11,7 @@ record.json last: its presence marks the run finished.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from harness.pipeline.checkpoint import (
     prediction_row,
 )
 from harness.pipeline.executor import Executor, Generated, predictions_in_order
-from harness.pipeline.prediction import Prediction
+from harness.pipeline.prediction import Prediction, batches
 from harness.progress import bars_wanted
 from harness.records.layout import PREDICTIONS_FILE, SAMPLES_FILE
 from harness.records.provenance import provenance
@@ -171,9 +171,11 @@ def heaviest_batch(predictions: list[Prediction], batch_size: int) -> list[int]:
     """Positions of the batch, in run order, that held the most: the most images, then the
     longest caption (its cache grew longest). Batches of equal images and prompts differ in
     nothing else, so its peak is the generation's."""
-    cut = [list(range(i, min(i + batch_size, len(predictions))))
-           for i in range(0, len(predictions), batch_size)]  # fmt: skip
-    return max(cut, key=lambda b: (len(b), max(predictions[i].new_tokens for i in b)), default=[])
+
+    def weight(batch: Sequence[int]) -> tuple[int, int]:
+        return len(batch), max(predictions[i].new_tokens for i in batch)
+
+    return list(max(batches(range(len(predictions)), batch_size), key=weight, default=[]))
 
 
 def count_activations(run: SeedRun, predictions: list[Prediction]) -> int | None:

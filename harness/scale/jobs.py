@@ -310,7 +310,7 @@ def plan_dispatch(
                     timeout_s=timeout_for(estimate),
                     estimate=estimate,
                     checkpoint_bucket=checkpoint_bucket,
-                    memory=None if floors is None else tuple(floors),
+                    memory=floors,
                 )
             )
     held_here = tuple(sorted((v.id, s) for v in variants for s in seeds if (v.id, s) in held))
@@ -321,7 +321,7 @@ def plan_dispatch(
 
 
 def memory_warnings(
-    variant: str, floors: list[PhaseFloor] | None, flavor: Flavor, prices: PriceTable
+    variant: str, floors: tuple[PhaseFloor, ...] | None, flavor: Flavor, prices: PriceTable
 ) -> list[str]:
     """One warning when a phase's floor exceeds the flavour's GPU, naming what would fit."""
     per_gpu = gpu_gb(flavor)

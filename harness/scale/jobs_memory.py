@@ -63,7 +63,7 @@ class PhaseFloor:
         return " + ".join(f"{name} {gb:.1f}" for name, gb in self.parts)
 
 
-def phase_floors(variant: VariantSpec) -> list[PhaseFloor] | None:
+def phase_floors(variant: VariantSpec) -> tuple[PhaseFloor, ...] | None:
     """The floor of every phase of the variant's chain, in chain order, then generation.
 
     None when the base, a teacher, or the trained language model is not of a known size: no
@@ -74,7 +74,8 @@ def phase_floors(variant: VariantSpec) -> list[PhaseFloor] | None:
     params = figures[0]
     language_model = LANGUAGE_MODEL_PARAMS_B.get(variant.base.model or "")
     dense = DENSE_BYTES[variant.base.dtype]
-    per_param, shrink, floors = dense, 1.0, []
+    per_param, shrink = dense, 1.0
+    floors: list[PhaseFloor] = []
     for technique in variant.techniques:
         kind = technique.kind
         if kind == "quantize":
@@ -108,7 +109,7 @@ def phase_floors(variant: VariantSpec) -> list[PhaseFloor] | None:
             floors.append(PhaseFloor("prune", (("model", params * shrink * dense),)))
             shrink *= pruned_share(technique.heads, technique.ffn)
     floors.append(PhaseFloor("generation", (("weights", params * shrink * per_param),)))
-    return floors
+    return tuple(floors)
 
 
 def _teacher_gb(ref: TeacherRef, dense: float) -> float | None:
