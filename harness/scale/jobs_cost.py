@@ -168,6 +168,21 @@ def pruned_share(heads: float, ffn: float) -> float:
     return 1 - 0.6 * max(heads, ffn)
 
 
+def quantized_at_generation(variant: VariantSpec) -> bool:
+    """Whether generation runs on quantized weights: after `quantize`, or `qlora` without
+    merging its adapter, unless a later `distill`, `prune` or merging `qlora` made them dense
+    (a `source` adapter keeps what it is put on)."""
+    quantized = False
+    for technique in variant.techniques:
+        if technique.kind == "quantize":
+            quantized = True
+        elif technique.kind == "qlora":
+            quantized = not technique.merge
+        elif technique.kind in ("distill", "prune"):
+            quantized = False
+    return quantized
+
+
 def _base_figures(variant: VariantSpec) -> tuple[float, int] | None:
     if variant.base.twin is not None:
         return TWIN_PARAMS_B, 16
@@ -192,10 +207,7 @@ def estimate_job(
     params_b, image_tokens = figures
     bandwidth = gpu["bandwidth_gb_s"] * 1e9
     flops = gpu["bf16_tflops"] * 1e12
-    kinds = [t.kind for t in variant.techniques]
-    # 4-bit weights at generation unless pruning, which works on dense weights, came after.
-    quantized = [k for k in kinds if k in {"qlora", "quantize", "prune"}]
-    bytes_per_param = 0.55 if quantized and quantized[-1] != "prune" else 2.0
+    bytes_per_param = 0.55 if quantized_at_generation(variant) else 2.0
     shrink = 1.0
     download = params_b * 1e9 * 2
     build_s = 0.0

@@ -150,3 +150,20 @@ def test_a_variant_as_teacher_counts_its_own_weights_as_loaded() -> None:
     assert teacher_gb(variant="llava-1.5-7b-kd-qlora", load_in_4bit=False) == pytest.approx(
         quantized
     )
+
+
+def test_a_merged_adapter_leaves_dense_weights_for_the_estimate_and_the_floor() -> None:
+    from harness.scale.jobs_cost import estimate_job, quantized_at_generation
+
+    spec = load_variant(REPO_ROOT / "variants" / "qwen2-vl-2b-qlora.yaml")
+    merged = spec.model_copy(
+        update={"techniques": (spec.techniques[0].model_copy(update={"merge": True}),)}
+    )
+    assert quantized_at_generation(spec) and not quantized_at_generation(merged)
+    prices = load_prices(None, offline=True)
+    flavor = prices.flavor("a100-large")
+    adapter, dense = (estimate_job(TASK, v, 1, flavor, prices.accelerators) for v in (spec, merged))
+    assert adapter is not None and "at 0.55 B/param" in adapter.basis
+    assert dense is not None and "at 2 B/param" in dense.basis
+    found = phase_floors(merged)
+    assert found is not None and found[-1].gb == pytest.approx(floors("qwen2-vl-2b")["generation"])
